@@ -1,0 +1,14 @@
+"""Fast-simulation models behind the one :class:`Simulator` interface, by name."""
+
+from hepfastsim.simulators.base import SIMULATORS, GenEvents, Simulator, make_simulator, register
+from hepfastsim.simulators.parametric import ParametricConfig, ParametricSimulator
+
+__all__ = [
+    "SIMULATORS",
+    "GenEvents",
+    "Simulator",
+    "make_simulator",
+    "register",
+    "ParametricConfig",
+    "ParametricSimulator",
+]

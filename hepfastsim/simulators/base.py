@@ -1,0 +1,92 @@
+"""The one interface every fast-simulation model implements.
+
+The CLI, the coffea processors and the dask runs only talk to :class:`Simulator`;
+nothing else knows which model is behind it.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.errors import ModelError
+
+__all__ = ["GenEvents", "Simulator", "SIMULATORS", "register", "make_simulator"]
+
+
+@dataclass(frozen=True)
+class GenEvents:
+    """Generator-level input of a chunk of events.
+
+    jets:
+        awkward array, one list per event of records ``pt`` (GeV), ``eta``, ``phi`` (rad),
+        ``mass`` (GeV), ``partonFlavour``, ``hadronFlavour`` (int32); any order.
+    n_pu:
+        number of pileup interactions, float32, shape (n_events,).
+    rho:
+        event energy density in GeV, float32, shape (n_events,).
+    keys:
+        per-event random keys (uint64, shape (n_events,)) from
+        :func:`hepfastsim.kernels.rng.event_keys`; the only source of randomness.
+    constituents:
+        optional [event][jet][constituent] records (pt, eta, phi, mass) of each gen jet.
+    """
+
+    jets: ak.Array
+    n_pu: np.ndarray
+    rho: np.ndarray
+    keys: np.ndarray
+    constituents: ak.Array | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.jets)
+        for name in ("n_pu", "rho", "keys"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"GenEvents.{name}: expected {n} events, got {len(getattr(self, name))}")
+
+    def __len__(self) -> int:
+        return len(self.jets)
+
+
+class Simulator(abc.ABC):
+    """Gen jets + event information in, reco jet collection out; seeded through ``keys``.
+
+    ``simulate`` returns one list per event of records whose fields are ``output_fields``
+    (name -> numpy dtype), sorted by decreasing ``pt``, with ``genJetIdx`` the index of the
+    originating gen jet in the input collection (-1 for pileup/fake jets).
+    """
+
+    name: ClassVar[str]
+    output_fields: ClassVar[Mapping[str, np.dtype]]
+    needs_constituents: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def simulate(self, events: GenEvents) -> ak.Array:
+        """Reco jets for each event of ``events`` (see class docstring)."""
+
+
+SIMULATORS: dict[str, Callable[[], Simulator]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[], Simulator]], Callable[[], Simulator]]:
+    """Register a zero-argument simulator factory under ``name`` (used by ``--model``)."""
+
+    def decorator(factory: Callable[[], Simulator]) -> Callable[[], Simulator]:
+        SIMULATORS[name] = factory
+        return factory
+
+    return decorator
+
+
+def make_simulator(name: str) -> Simulator:
+    """Build the simulator registered as ``name``."""
+    import hepfastsim.simulators  # noqa: F401  (registers the built-in models)
+
+    if name not in SIMULATORS:
+        raise ModelError(f"unknown model {name!r}; expected one of: {', '.join(sorted(SIMULATORS))}")
+    return SIMULATORS[name]()
