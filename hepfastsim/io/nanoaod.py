@@ -137,6 +137,7 @@ def open_tree(path: str | os.PathLike[str], tree: str = "Events") -> InputTree:
         raise InputFileError(path_str, "it is a directory")
     if not os.access(p, os.R_OK):
         raise InputFileError(path_str, "permission denied")
+    _check_header(p)
     try:
         file = uproot.open(path_str)
         classnames = file.classnames(recursive=False)
@@ -153,6 +154,22 @@ def open_tree(path: str | os.PathLike[str], tree: str = "Events") -> InputTree:
     except Exception as err:
         raise InputFileError(path_str, f"tree {tree!r} cannot be read: {_describe(err)}") from err
     return InputTree(path=path_str, name=tree, tree=ttree, file_key=_file_key(file.file), counters=counters)
+
+
+def _check_header(path: Path) -> None:
+    """Recognise non-ROOT and truncated files from the ROOT file header (TFile format:
+    magic ``root``, version, fBEGIN, then fEND as 32- or, from version 1000000, 64-bit)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(20)
+    if header[:4] != b"root":
+        raise InputFileError(str(path), "not a ROOT file (it does not start with 'root')")
+    if len(header) < 20:
+        raise InputFileError(str(path), f"truncated: only {size} bytes")
+    version = int.from_bytes(header[4:8], "big", signed=True)
+    end = int.from_bytes(header[12:20] if version >= 1000000 else header[12:16], "big")
+    if size < end:
+        raise InputFileError(str(path), f"truncated: the header says {end:,} bytes, the file has {size:,}")
 
 
 def _describe(err: BaseException) -> str:
