@@ -32,10 +32,13 @@ _MAX_RAPIDITY = 1.0e5
 @njit(cache=True, nogil=True)
 def wrap_phi(phi: float) -> float:
     """Wrap an angle (rad) to ``[-pi, pi)``."""
-    out = math.fmod(phi + math.pi, _TWO_PI)
-    if out < 0.0:
+    out = phi - _TWO_PI * math.floor((phi + math.pi) / _TWO_PI)
+    # rounding can land exactly on the excluded end of the interval
+    if out >= math.pi:
+        out -= _TWO_PI
+    elif out < -math.pi:
         out += _TWO_PI
-    return out - math.pi
+    return out
 
 
 @njit(cache=True, nogil=True)

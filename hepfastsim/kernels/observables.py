@@ -70,6 +70,7 @@ from hepfastsim.kernels.geometry import (
     ptetaphim_to_pxpypze,
     rapidity,
     rapidity_from_pxpypze,
+    wrap_phi,
 )
 
 __all__ = [
@@ -459,7 +460,7 @@ def _one_pass_axes(pt, y, phi, ax_y, ax_phi, n_axes):
                 new_phi[k] = old_phi[k]
             else:
                 new_y[k] = sy[k] / sw[k]
-                new_phi[k] = math.fmod(sp[k] / sw[k] + _TWO_PI, _TWO_PI)
+                new_phi[k] = wrap_phi(sp[k] / sw[k])
             cmp += math.sqrt(delta_r2(old_y[k], old_phi[k], new_y[k], new_phi[k]))
         cmp /= n_axes
         old_y[:] = new_y
