@@ -8,15 +8,7 @@ decided by the caller, e.g. the CLI or a benchmark, never here).
 
 from __future__ import annotations
 
-from hepfastsim.kernels.observables import OBSERVABLE_FIELDS, OBSERVABLES, jet_observables, observable_fields
-from hepfastsim.kernels.pixelise import image_to_particles, pixel_centres, pixelise
+# Submodules only: re-exporting ``pixelise`` the function would shadow the module.
+from hepfastsim.kernels import geometry, observables, pixelise
 
-__all__ = [
-    "OBSERVABLE_FIELDS",
-    "OBSERVABLES",
-    "jet_observables",
-    "observable_fields",
-    "pixelise",
-    "image_to_particles",
-    "pixel_centres",
-]
+__all__ = ["geometry", "observables", "pixelise"]
