@@ -309,6 +309,9 @@ class JetConfig:
     #: passive-area grid: cell size in (y, phi); fastjet CMS default ghost area is 0.01.
     area_cell: float = 0.1
     area_rap_max: float = 5.0
+    #: jets below this raw pT (GeV) get no area: even corrected they stay below the
+    #: storage thresholds, so their area is never used.
+    area_pt_min: float = 5.0
     #: fixedGridRhoFastjetAll: GridMedianBackgroundEstimator(5.0, 0.55) on all PF candidates.
     rho_rap_max: float = 5.0
     rho_grid_spacing: float = 0.55
