@@ -23,10 +23,7 @@ from hepfastsim.errors import HepfastsimError, InputFileError, OutputError
 from hepfastsim.io.nanoaod import (
     ChunkSize,
     InputTree,
-    event_npu,
-    event_rho,
     gen_branches,
-    gen_jets,
     iterate_chunks,
     open_tree,
 )
@@ -185,13 +182,8 @@ def convert(
                 rows = np.repeat(np.arange(n), K)
                 arrays = {name: arr[rows] for name, arr in arrays.items()}
                 entries, draws = entries[rows], np.tile(np.arange(K, dtype=np.int64), n)
-            jets = gen_jets(arrays)
-            events = GenEvents(
-                jets=jets,
-                n_pu=event_npu(arrays, len(entries)),
-                rho=event_rho(arrays, len(entries)),
-                keys=event_keys(config.seed, source.file_key, entries, draws),
-            )
+            events = GenEvents.from_branches(arrays, event_keys(config.seed, source.file_key, entries, draws))
+            jets = events.jets
             reco = sim.simulate(events)
             branches = {**arrays, **collection_branches(config.collection, reco, sim.output_fields)}
             if K > 1:

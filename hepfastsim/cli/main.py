@@ -19,6 +19,8 @@ from hepfastsim.errors import HepfastsimError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "hepfastsim.cli.convert",
     "hepfastsim.cli.generate",
+    "hepfastsim.cli.dijet",
+    "hepfastsim.cli.fit",
 )
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "event_rho",
     "event_npu",
     "gen_branches",
+    "file_key",
     "jet_constituents",
 ]
 
@@ -49,13 +50,14 @@ PILEUP_BRANCH = "Pileup_nPU"
 ChunkSize = int | str
 
 
-def _file_key(file: Any) -> int:
+def file_key(file_uuid: str | uuid.UUID) -> int:
     """A 64-bit key for per-event seeds: the file's ROOT UUID folded to 64 bits.
 
     The UUID is written once when the file is created, so the key survives renames and
-    copies and does not depend on where the file is read from.
+    copies and does not depend on where the file is read from. coffea passes the same UUID
+    to processors as ``events.metadata["fileuuid"]``.
     """
-    value = int(uuid.UUID(str(file.uuid)))
+    value = int(uuid.UUID(str(file_uuid)))
     return (value ^ (value >> 64)) & 0xFFFFFFFFFFFFFFFF
 
 
@@ -153,7 +155,7 @@ def open_tree(path: str | os.PathLike[str], tree: str = "Events") -> InputTree:
         counters = _jagged_counters(ttree)
     except Exception as err:
         raise InputFileError(path_str, f"tree {tree!r} cannot be read: {_describe(err)}") from err
-    return InputTree(path=path_str, name=tree, tree=ttree, file_key=_file_key(file.file), counters=counters)
+    return InputTree(path=path_str, name=tree, tree=ttree, file_key=file_key(file.file.uuid), counters=counters)
 
 
 def _check_header(path: Path) -> None:

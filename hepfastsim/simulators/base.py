@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import awkward as ak
 import numpy as np
@@ -51,6 +51,14 @@ class GenEvents:
 
     def __len__(self) -> int:
         return len(self.jets)
+
+    @classmethod
+    def from_branches(cls, arrays: Mapping[str, Any], keys: np.ndarray) -> GenEvents:
+        """Build from NanoAOD branches (``GenJet_*``, ``Pileup_nPU``, rho) of one chunk."""
+        from hepfastsim.io.nanoaod import event_npu, event_rho, gen_jets
+
+        n = len(keys)
+        return cls(jets=gen_jets(arrays), n_pu=event_npu(arrays, n), rho=event_rho(arrays, n), keys=keys)
 
 
 class Simulator(abc.ABC):
