@@ -18,6 +18,7 @@ __all__ = [
     "wrap_phi",
     "delta_phi",
     "delta_r2",
+    "delta_r2_wrapped",
     "delta_r",
     "rapidity",
     "rapidity_from_pxpypze",
@@ -52,6 +53,19 @@ def delta_r2(eta1: float, phi1: float, eta2: float, phi2: float) -> float:
     """Squared angular distance ``(eta1 - eta2)^2 + dphi^2`` (eta may be rapidity)."""
     deta = eta1 - eta2
     dphi = delta_phi(phi1, phi2)
+    return deta * deta + dphi * dphi
+
+
+@njit(cache=True, nogil=True)
+def delta_r2_wrapped(eta1: float, phi1: float, eta2: float, phi2: float) -> float:
+    """:func:`delta_r2` for azimuths already in ``[-pi, pi]`` (no division, for hot loops).
+
+    Uses ``|dphi| -> 2 pi - |dphi|`` when ``|dphi| > pi``, exact for inputs in range.
+    """
+    deta = eta1 - eta2
+    dphi = abs(phi1 - phi2)
+    if dphi > math.pi:
+        dphi = _TWO_PI - dphi
     return deta * deta + dphi * dphi
 
 

@@ -66,7 +66,7 @@ from numba import njit, prange
 
 from hepfastsim.kernels.geometry import (
     delta_phi,
-    delta_r2,
+    delta_r2_wrapped,
     ptetaphim_to_pxpypze,
     rapidity,
     rapidity_from_pxpypze,
@@ -247,12 +247,13 @@ def momentum_fractions(pt: np.ndarray, dr: np.ndarray, edges: np.ndarray, pt_nor
 
 
 @njit(cache=True, nogil=True)
-def _nearest(i, active, kt2, y, phi, n):
+def _nearest(i, active, kt2, d2, n):
+    """Nearest active neighbour of ``i`` in the kT distance ``min(kt2) dR^2``."""
     best = math.inf
     bj = -1
     for j in range(n):
         if j != i and active[j]:
-            d = min(kt2[i], kt2[j]) * delta_r2(y[i], phi[i], y[j], phi[j])
+            d = min(kt2[i], kt2[j]) * d2[i, j]
             if d < best:
                 best = d
                 bj = j
@@ -287,6 +288,7 @@ def _merge(i, j, px, py, pz, e, kt2, y, phi, wta):
 
 @njit(cache=True, nogil=True)
 def _cluster_state(px, py, pz, e):
+    """Copies of the four-vectors plus kt2, rapidity, phi in [-pi, pi] and the dR^2 matrix."""
     n = px.size
     cpx = px.copy()
     cpy = py.copy()
@@ -299,21 +301,33 @@ def _cluster_state(px, py, pz, e):
         kt2[i] = cpx[i] * cpx[i] + cpy[i] * cpy[i]
         y[i] = rapidity_from_pxpypze(cpx[i], cpy[i], cpz[i], ce[i])
         phi[i] = math.atan2(cpy[i], cpx[i])
-    return cpx, cpy, cpz, ce, kt2, y, phi
+    d2 = np.empty((n, n))
+    for i in range(n):
+        d2[i, i] = 0.0
+        for j in range(i + 1, n):
+            d = delta_r2_wrapped(y[i], phi[i], y[j], phi[j])
+            d2[i, j] = d
+            d2[j, i] = d
+    return cpx, cpy, cpz, ce, kt2, y, phi, d2
 
 
 @njit(cache=True, nogil=True)
-def _update_neighbours(i, j, active, kt2, y, phi, nn, nnd, n):
-    """After merging ``j`` into ``i`` (or removing both), refresh nearest neighbours."""
-    if i >= 0 and active[i]:
-        nn[i], nnd[i] = _nearest(i, active, kt2, y, phi, n)
+def _update_neighbours(i, j, active, kt2, y, phi, d2, nn, nnd, n):
+    """After merging ``j`` into ``i`` (``i = -1``: ``j`` left as a final jet), refresh."""
+    if i >= 0:
+        for k in range(n):
+            if active[k] and k != i:
+                d = delta_r2_wrapped(y[i], phi[i], y[k], phi[k])
+                d2[i, k] = d
+                d2[k, i] = d
+        nn[i], nnd[i] = _nearest(i, active, kt2, d2, n)
     for k in range(n):
         if not active[k] or k == i:
             continue
         if nn[k] == i or nn[k] == j:
-            nn[k], nnd[k] = _nearest(k, active, kt2, y, phi, n)
-        elif i >= 0 and active[i]:
-            d = min(kt2[k], kt2[i]) * delta_r2(y[k], phi[k], y[i], phi[i])
+            nn[k], nnd[k] = _nearest(k, active, kt2, d2, n)
+        elif i >= 0:
+            d = min(kt2[k], kt2[i]) * d2[k, i]
             if d < nnd[k]:
                 nn[k] = i
                 nnd[k] = d
@@ -335,12 +349,12 @@ def exclusive_kt_axes(
     ax_phi = np.full((n_max, n_max), math.nan)
     if n == 0:
         return ax_y, ax_phi
-    cpx, cpy, cpz, ce, kt2, y, phi = _cluster_state(px, py, pz, e)
+    cpx, cpy, cpz, ce, kt2, y, phi, d2 = _cluster_state(px, py, pz, e)
     active = np.ones(n, dtype=np.bool_)
     nn = np.empty(n, dtype=np.int64)
     nnd = np.empty(n)
     for i in range(n):
-        nn[i], nnd[i] = _nearest(i, active, kt2, y, phi, n)
+        nn[i], nnd[i] = _nearest(i, active, kt2, d2, n)
     n_active = n
     while n_active > 1:
         i = -1
@@ -362,7 +376,7 @@ def exclusive_kt_axes(
                     ax_phi[row, c] = phi[k]
                     c += 1
         if n_active > 1:
-            _update_neighbours(i, j, active, kt2, y, phi, nn, nnd, n)
+            _update_neighbours(i, j, active, kt2, y, phi, d2, nn, nnd, n)
     return ax_y, ax_phi
 
 
@@ -379,13 +393,13 @@ def inclusive_kt_jets(
     out = np.empty((n, 4))
     if n == 0:
         return out[:0]
-    cpx, cpy, cpz, ce, kt2, y, phi = _cluster_state(px, py, pz, e)
+    cpx, cpy, cpz, ce, kt2, y, phi, d2 = _cluster_state(px, py, pz, e)
     r2 = radius * radius
     active = np.ones(n, dtype=np.bool_)
     nn = np.empty(n, dtype=np.int64)
     nnd = np.empty(n)
     for i in range(n):
-        nn[i], nnd[i] = _nearest(i, active, kt2, y, phi, n)
+        nn[i], nnd[i] = _nearest(i, active, kt2, d2, n)
     n_active = n
     n_out = 0
     while n_active > 0:
@@ -406,7 +420,7 @@ def inclusive_kt_jets(
             _merge(i, j, cpx, cpy, cpz, ce, kt2, y, phi, False)
             active[j] = False
             n_active -= 1
-            _update_neighbours(i, j, active, kt2, y, phi, nn, nnd, n)
+            _update_neighbours(i, j, active, kt2, y, phi, d2, nn, nnd, n)
         else:
             out[n_out, 0] = cpx[b]
             out[n_out, 1] = cpy[b]
@@ -416,7 +430,7 @@ def inclusive_kt_jets(
             active[b] = False
             n_active -= 1
             if n_active > 0:
-                _update_neighbours(-1, b, active, kt2, y, phi, nn, nnd, n)
+                _update_neighbours(-1, b, active, kt2, y, phi, d2, nn, nnd, n)
     res = out[:n_out]
     order = np.argsort(-(res[:, 0] * res[:, 0] + res[:, 1] * res[:, 1]))
     sorted_out = np.empty((n_out, 4))
@@ -444,7 +458,7 @@ def _one_pass_axes(pt, y, phi, ax_y, ax_phi, n_axes):
             best = math.inf
             kbest = 0
             for k in range(n_axes):
-                d = delta_r2(old_y[k], old_phi[k], y[i], phi[i])
+                d = delta_r2_wrapped(old_y[k], old_phi[k], y[i], phi[i])
                 if d < best:
                     best = d
                     kbest = k
@@ -461,7 +475,7 @@ def _one_pass_axes(pt, y, phi, ax_y, ax_phi, n_axes):
             else:
                 new_y[k] = sy[k] / sw[k]
                 new_phi[k] = wrap_phi(sp[k] / sw[k])
-            cmp += math.sqrt(delta_r2(old_y[k], old_phi[k], new_y[k], new_phi[k]))
+            cmp += math.sqrt(delta_r2_wrapped(old_y[k], old_phi[k], new_y[k], new_phi[k]))
         cmp /= n_axes
         old_y[:] = new_y
         old_phi[:] = new_phi
@@ -477,7 +491,7 @@ def _tau_value(pt, y, phi, ax_y, ax_phi, n_axes, r0):
     for i in range(pt.size):
         best = math.inf
         for k in range(n_axes):
-            d = delta_r2(ax_y[k], ax_phi[k], y[i], phi[i])
+            d = delta_r2_wrapped(ax_y[k], ax_phi[k], y[i], phi[i])
             if d < best:
                 best = d
         num += pt[i] * math.sqrt(best)
@@ -502,7 +516,7 @@ def nsubjettiness(
 ) -> np.ndarray:
     """``[tau1, tau2, tau3]`` of one jet (normalised measure, beta = 1, arXiv:1011.2268).
 
-    ``pt`` (GeV), rapidity ``y`` and ``phi`` (rad) per constituent, plus their
+    ``pt`` (GeV), rapidity ``y`` and ``phi`` (rad, within ``[-pi, pi]``) per constituent, plus their
     four-vectors (GeV) for the E-scheme clustering. New array of length 3.
     """
     out = np.zeros(_N_TAU)
@@ -553,7 +567,7 @@ def _jet_row(pt, eta, phi, mass, axis_eta, axis_phi, pt_norm, r0, wta, one_pass,
         if pt[i] > 0.0:
             lpt[c] = pt[i]
             leta[c] = eta[i]
-            lphi[c] = phi[i]
+            lphi[c] = wrap_phi(phi[i])
             ly[c] = rapidity(pt[i], eta[i], mass[i])
             lpx[c], lpy[c], lpz[c], le[c] = ptetaphim_to_pxpypze(pt[i], eta[i], phi[i], mass[i])
             c += 1

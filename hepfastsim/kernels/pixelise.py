@@ -77,9 +77,53 @@ def _principal_direction(pt, deta, dphi):
 
 
 @njit(cache=True, nogil=True)
+def _bin(deta, dphi, value, n_eta, n_phi, half_eta, half_phi, step_eta, step_phi, fold, img):
+    fe = math.floor((deta + half_eta) / step_eta)
+    fp = math.floor((dphi + half_phi) / step_phi)
+    if fold:
+        ie = int(min(max(fe, 0.0), n_eta - 1.0))
+        ip = int(min(max(fp, 0.0), n_phi - 1.0))
+    else:
+        if fe < 0.0 or fe >= n_eta or fp < 0.0 or fp >= n_phi:
+            return
+        ie = int(fe)
+        ip = int(fp)
+    img[ie, ip] += value
+
+
+@njit(cache=True, nogil=True)
+def _image_row_simple(pt, eta, phi, c_eta, c_phi, norm, n_eta, n_phi, half_eta, half_phi, fold, img):
+    """Translate and bin only (seed 000): one pass, no temporaries."""
+    img[:, :] = 0.0
+    for i in range(pt.size):
+        if not (math.isfinite(pt[i]) and math.isfinite(eta[i]) and math.isfinite(phi[i])):
+            img[:, :] = math.nan
+            return
+    inv_norm = 1.0 / norm
+    step_eta = 2.0 * half_eta / n_eta
+    step_phi = 2.0 * half_phi / n_phi
+    for i in range(pt.size):
+        if pt[i] > 0.0:
+            _bin(
+                eta[i] - c_eta,
+                delta_phi(phi[i], c_phi),
+                pt[i] * inv_norm,
+                n_eta,
+                n_phi,
+                half_eta,
+                half_phi,
+                step_eta,
+                step_phi,
+                fold,
+                img,
+            )
+
+
+@njit(cache=True, nogil=True)
 def _image_row(
     pt, eta, phi, c_eta, c_phi, norm, n_eta, n_phi, half_eta, half_phi, subjet_centre, rotate, flip, subjet_r, fold, img
 ):
+    img[:, :] = 0.0
     n_all = pt.size
     n = 0
     for i in range(n_all):
@@ -189,17 +233,7 @@ def _image_row(
     step_eta = 2.0 * half_eta / n_eta
     step_phi = 2.0 * half_phi / n_phi
     for i in range(n):
-        fe = math.floor((deta[i] + half_eta) / step_eta)
-        fp = math.floor((dphi[i] + half_phi) / step_phi)
-        if fold:
-            ie = int(min(max(fe, 0.0), n_eta - 1.0))
-            ip = int(min(max(fp, 0.0), n_phi - 1.0))
-        else:
-            if fe < 0.0 or fe >= n_eta or fp < 0.0 or fp >= n_phi:
-                continue
-            ie = int(fe)
-            ip = int(fp)
-        img[ie, ip] += w[i] * inv_norm
+        _bin(deta[i], dphi[i], w[i] * inv_norm, n_eta, n_phi, half_eta, half_phi, step_eta, step_phi, fold, img)
 
 
 @njit(cache=True, parallel=True)
@@ -207,10 +241,17 @@ def _pixelise_kernel(
     pt, eta, phi, offsets, c_eta, c_phi, norm, n_eta, n_phi, half_eta, half_phi, subjet_centre, rotate, flip, subjet_r, fold
 ):
     n_jets = offsets.size - 1
-    out = np.zeros((n_jets, n_eta, n_phi))
+    # np.empty + zeroing inside prange: the threads first-touch (and fault in) their own pages
+    out = np.empty((n_jets, n_eta, n_phi))
+    simple = not (subjet_centre or rotate or flip)
     for j in prange(n_jets):
         a = offsets[j]
         b = offsets[j + 1]
+        if simple:
+            _image_row_simple(
+                pt[a:b], eta[a:b], phi[a:b], c_eta[j], c_phi[j], norm[j], n_eta, n_phi, half_eta, half_phi, fold, out[j]
+            )
+            continue
         _image_row(
             pt[a:b],
             eta[a:b],
