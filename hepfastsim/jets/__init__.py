@@ -8,11 +8,12 @@ numpy images, which are regular).
 from __future__ import annotations
 
 from hepfastsim.jets.images import IMAGE_PRESETS, LAGAN, SEED000_DETECTOR, ImageConfig, image_to_particles, pixelise
-from hepfastsim.jets.observables import ObservablesConfig, image_observables, jet_observables
+from hepfastsim.jets.observables import OBSERVABLES, ObservablesConfig, image_observables, jet_observables
 
 __all__ = [
     "IMAGE_PRESETS",
     "LAGAN",
+    "OBSERVABLES",
     "SEED000_DETECTOR",
     "ImageConfig",
     "ObservablesConfig",

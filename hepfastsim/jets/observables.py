@@ -22,7 +22,11 @@ from hepfastsim.jets.images import SEED000_DETECTOR, ImageConfig, _axis_columns,
 from hepfastsim.kernels import observables as _ko
 from hepfastsim.kernels import pixelise as _kp
 
-__all__ = ["ObservablesConfig", "jet_observables", "image_observables"]
+#: Observable name -> (per-jet numba kernel, unit, arXiv source); see
+#: :data:`hepfastsim.kernels.observables.OBSERVABLES`.
+OBSERVABLES = _ko.OBSERVABLES
+
+__all__ = ["OBSERVABLES", "ObservablesConfig", "jet_observables", "image_observables"]
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ Observables (one column each, order of :data:`OBSERVABLE_FIELDS`, then the rings
     ``tau_N = 0`` when the jet has at most N constituents (as fastjet-contrib);
     ratios are 0 when the denominator is 0.
 ``ptd``
-    ``sqrt(sum pt_i^2) / sum pt_i`` (CMS quark/gluon tagging, CMS-PAS-JME-13-002,
-    arXiv:1209.6086; seed 000 = arXiv:1805.00850, which cites it).
+    ``sqrt(sum pt_i^2) / sum pt_i`` (CMS quark/gluon discrimination, CMS-PAS-JME-13-002 /
+    arXiv:1209.6086), as used by seed 000 (Musella & Pandolfi, Comput. Softw. Big Sci. 2
+    (2018) 8, arXiv:1805.00850).
 ``major, minor``
     Square roots of the eigenvalues (largest, smallest) of the pT-weighted covariance
     matrix of (eta, phi) about the pT-weighted centroid, i.e. the RMS widths along the
@@ -42,7 +43,8 @@ Observables (one column each, order of :data:`OBSERVABLE_FIELDS`, then the rings
 ``girth``
     ``sum_i pt_i dR_i / pt_norm`` (CMS, arXiv:1209.6086), ``dR`` to the jet axis.
 ``flow1 .. flowN``
-    Momentum flows of seed 003 (arXiv:2203.00520, after ref. [51] there):
+    Momentum flows of seed 003 (Touranakou et al., Mach. Learn.: Sci. Technol. 3 (2022)
+    035003, arXiv:2203.00520, after ref. [51] there):
     ``Flow_n = sum pt_i / pt_norm`` over constituents with
     ``(n-1)/N * R <= dR < n/N * R`` around the jet axis, ``R`` the jet size
     (N = 4 in the seed).
@@ -688,10 +690,15 @@ def check_constituents(
 
 
 def _per_jet(name: str, value: Any, n_jets: int) -> np.ndarray:
+    """A scalar or one value per jet as a new contiguous float64 array (None -> NaN)."""
     if value is None:
         return np.full(n_jets, math.nan)
-    arr = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float64), (n_jets,)))
-    return arr
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(n_jets, float(arr))
+    if arr.shape != (n_jets,):
+        raise ValueError(f"expected {name} as a scalar or one value per jet ({n_jets},), got shape {arr.shape}")
+    return np.array(arr, dtype=np.float64, order="C")
 
 
 def _edges(name: str, edges: Any) -> np.ndarray:

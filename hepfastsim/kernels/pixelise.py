@@ -161,8 +161,13 @@ def _image_row(
         subjets = inclusive_kt_jets(px, py, pz, e, subjet_r)
         if subjet_centre:
             sj_pt = math.hypot(subjets[0, 0], subjets[0, 1])
-            c_eta = math.asinh(subjets[0, 2] / sj_pt)
-            c_phi = math.atan2(subjets[0, 1], subjets[0, 0])
+            if sj_pt > 0.0:
+                c_eta = math.asinh(subjets[0, 2] / sj_pt)
+                c_phi = math.atan2(subjets[0, 1], subjets[0, 0])
+            else:  # pathological zero-pT subjet: fall back to the hardest constituent
+                k = np.argmax(lpt)
+                c_eta = leta[k]
+                c_phi = lphi[k]
         if subjets.shape[0] > 1:
             sj_pt = math.hypot(subjets[1, 0], subjets[1, 1])
             if sj_pt > 0.0:
@@ -308,7 +313,8 @@ def pixelise(
     centre_on_subjet, rotate, flip, subjet_radius
         The LAGAN preprocessing (arXiv:1701.05927): centre on the leading kT subjet of
         radius ``subjet_radius``, rotate the second subjet (or the principal axis) to
-        phi < 0, flip eta so the right half has more pT.
+        phi < 0, flip eta so the right half has more pT. ``rotate`` without
+        ``centre_on_subjet`` rotates the second kT subjet about the given centre.
     fold_overflow
         Fold constituents outside the window onto the border pixels (seed 000) instead
         of dropping them.

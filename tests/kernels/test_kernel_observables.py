@@ -304,6 +304,7 @@ def test_inputs_not_modified_and_serial_equals_parallel(random_jets):
         ({"axes": "anti-kt"}, "expected axes 'kt' or 'wta'"),
         ({"ring_edges": [0.1, 0.05]}, "strictly increasing"),
         ({"r0": 0.0}, "expected r0 > 0"),
+        ({"axis_eta": np.zeros(3)}, r"expected axis_eta as a scalar or one value per jet \(2,\), got shape \(3,\)"),
     ],
 )
 def test_wrapper_rejects_bad_input(kwargs, message):
