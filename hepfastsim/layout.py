@@ -100,9 +100,8 @@ def from_flat_fields(columns: Mapping[str, np.ndarray], offsets: np.ndarray, wit
         if col.shape[0] != offsets[-1]:
             raise ValueError(f"expected column {name!r} of length {offsets[-1]}, got {col.shape[0]}")
         contents.append(ak.contents.NumpyArray(col))
-    record = ak.contents.RecordArray(
-        contents, list(columns.keys()), length=int(offsets[-1]), parameters={"__record__": with_name} if with_name else None
-    )
+    parameters = {"__record__": with_name} if with_name else None
+    record = ak.contents.RecordArray(contents, list(columns.keys()), length=int(offsets[-1]), parameters=parameters)
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
 

@@ -90,6 +90,8 @@ __all__ = [
     "exclusive_kt_axes",
     "inclusive_kt_jets",
     "check_constituents",
+    "check_offsets",
+    "flow_edges",
 ]
 
 #: Fixed leading columns of :func:`jet_observables`; ``flow{n}`` and ``ring{k}`` follow.

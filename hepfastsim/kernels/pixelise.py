@@ -243,8 +243,9 @@ def _image_row(
 
 @njit(cache=True, parallel=True)
 def _pixelise_kernel(
-    pt, eta, phi, offsets, c_eta, c_phi, norm, n_eta, n_phi, half_eta, half_phi, subjet_centre, rotate, flip, subjet_r, fold
-):
+    pt, eta, phi, offsets, c_eta, c_phi, norm, n_eta, n_phi, half_eta, half_phi,
+    subjet_centre, rotate, flip, subjet_r, fold,
+):  # fmt: skip
     n_jets = offsets.size - 1
     # np.empty + zeroing inside prange: the threads first-touch (and fault in) their own pages
     out = np.empty((n_jets, n_eta, n_phi))
