@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from hepfastsim.io.writer import AtomicRootWriter, check_destination
 from hepfastsim.kernels.rng import event_keys
 from hepfastsim.simulators.base import GenEvents, Simulator, make_simulator
 
-__all__ = ["ConvertConfig", "ConvertSummary", "convert"]
+__all__ = ["ConvertConfig", "ConvertSummary", "convert", "output_uuid"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ConvertConfig:
     oversample: int = 1
     overwrite: bool = False
     tree: str = "Events"
+    # byte-for-byte reproducible output: ROOT UUID from (input UUID, options), fixed timestamps
+    reproducible: bool = False
 
 
 @dataclass
@@ -75,6 +78,13 @@ class ConvertSummary:
     @property
     def events_per_second(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+
+def output_uuid(input_uuid: uuid.UUID | str, config: ConvertConfig, model: str) -> uuid.UUID:
+    """ROOT UUID of a reproducible output: a name-based (v5) UUID of the input file's UUID and
+    every option that changes the content, so different seeds or models never share one."""
+    name = f"{uuid.UUID(str(input_uuid))}|{model}|{config.collection}|{config.seed}|{config.oversample}|{config.tree}"
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"hepfastsim:convert:{name}")
 
 
 def _check_paths(input_path: str, output_path: str, config: ConvertConfig) -> None:
@@ -172,7 +182,8 @@ def convert(
     new_counters = {f"{config.collection}_{f}": counter_name(config.collection) for f in sim.output_fields}
     K = config.oversample
 
-    with AtomicRootWriter(output_path, overwrite=config.overwrite) as out:
+    fixed_uuid = output_uuid(source.tree.file.uuid, config, sim.name) if config.reproducible else None
+    with AtomicRootWriter(output_path, overwrite=config.overwrite, reproducible_uuid=fixed_uuid) as out:
         for chunk in iterate_chunks(source, keep, step_size=config.chunk_size):
             arrays: dict[str, Any] = chunk.arrays
             n = len(chunk)

@@ -4,6 +4,11 @@ Everything is written to a hidden temporary file beside the destination and rena
 into place only when the ``with`` block ends without error, so a crash, an interrupt or
 a bad input never leaves a half-written file at the destination.
 
+With ``reproducible_uuid`` the file is a pure function of what is written: that UUID
+replaces the random ones, every ROOT timestamp is fixed at :data:`REPRODUCIBLE_DATETIME`, and
+the name recorded inside the file is the destination's (not the temporary's), so two writes
+of the same content are byte-for-byte identical (used by distributed runs to check them).
+
 Trees are written with ``mktree``/``extend`` (TTrees, not RNTuples). Jagged branches are
 grouped by their counter branch so that, for instance, ``Jet_pt`` and ``Jet_eta`` share
 ``nJet`` exactly as in CMS NanoAOD, which is what coffea's ``NanoAODSchema`` needs.
@@ -11,9 +16,14 @@ grouped by their counter branch so that, for instance, ``Jet_pt`` and ``Jet_eta`
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
 import secrets
-from collections.abc import Mapping
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,9 +34,33 @@ import uproot
 
 from hepfastsim.errors import HepfastsimError, OutputError
 
-__all__ = ["AtomicRootWriter", "default_counter", "check_destination"]
+__all__ = ["AtomicRootWriter", "default_counter", "check_destination", "REPRODUCIBLE_DATETIME"]
 
 BranchData = ak.Array | np.ndarray
+
+#: Timestamp (fDatime of every key and directory) of files written with ``reproducible_uuid``.
+REPRODUCIBLE_DATETIME = datetime.datetime(2000, 1, 1, 0, 0, 0)
+
+# uproot stamps keys and directories with ``datetime.now()`` and has no option to fix it;
+# every stamp goes through ``uproot._util.datetime_to_code``, which we wrap once (on the first
+# reproducible writer, never at import) with a per-thread override. Other threads and other
+# writers are unaffected.
+_FIXED_DATIME = threading.local()
+_HOOK_LOCK = threading.Lock()
+
+
+def _install_datime_hook() -> None:
+    with _HOOK_LOCK:
+        original = uproot._util.datetime_to_code
+        if getattr(original, "_hepfastsim_hook", False):
+            return
+
+        def datetime_to_code(dt: datetime.datetime) -> int:
+            fixed = getattr(_FIXED_DATIME, "value", None)
+            return original(fixed if fixed is not None else dt)
+
+        datetime_to_code._hepfastsim_hook = True  # type: ignore[attr-defined]
+        uproot._util.datetime_to_code = datetime_to_code
 
 
 def default_counter(branch: str) -> str:
@@ -82,6 +116,9 @@ class AtomicRootWriter:
     The first :meth:`extend` of a tree fixes its branches and types; later calls must carry
     the same branches. Jagged branches are grouped by counter: ``counters`` maps a branch
     name to its counter name, defaulting to :func:`default_counter`.
+
+    ``reproducible_uuid``: when given, the file's (and its directory's) ROOT UUID, all
+    timestamps and the recorded file name are fixed, so equal content gives equal bytes.
     """
 
     def __init__(
@@ -90,24 +127,56 @@ class AtomicRootWriter:
         *,
         overwrite: bool = False,
         compression: uproot.compression.Compression | None = None,
+        reproducible_uuid: uuid.UUID | None = None,
     ) -> None:
         self.destination = check_destination(destination, overwrite=overwrite)
         self.overwrite = overwrite
         self._compression = compression if compression is not None else uproot.ZLIB(1)
-        self._tmp_path = self.destination.with_name(
-            f".{self.destination.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
-        )
+        self._uuid = reproducible_uuid
+        partial = self.destination.with_name(f".{self.destination.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+        # reproducible: a hidden directory holding a file with the destination's own name,
+        # because uproot records the file name inside the file
+        self._tmp_dir = partial if reproducible_uuid is not None else None
+        self._tmp_path = partial / self.destination.name if reproducible_uuid is not None else partial
         self._file: uproot.WritableDirectory | None = None
         self._trees: dict[str, Any] = {}
         self._groups: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     # -- context manager ---------------------------------------------------------------
-    def __enter__(self) -> AtomicRootWriter:
+    @contextlib.contextmanager
+    def _stamped(self) -> Iterator[None]:
+        """Fix uproot's timestamps in this thread while writing a reproducible file."""
+        if self._uuid is None:
+            yield
+            return
+        previous = getattr(_FIXED_DATIME, "value", None)
+        _FIXED_DATIME.value = REPRODUCIBLE_DATETIME
         try:
-            self._file = uproot.recreate(self._tmp_path, compression=self._compression)
+            yield
+        finally:
+            _FIXED_DATIME.value = previous
+
+    def __enter__(self) -> AtomicRootWriter:
+        options: dict[str, Any] = {"compression": self._compression}
+        if self._uuid is not None:
+            _install_datime_hook()
+            fixed = self._uuid
+            options["uuid_function"] = lambda: fixed
+        try:
+            if self._tmp_dir is not None:
+                self._tmp_dir.mkdir()
+            with self._stamped():
+                self._file = uproot.recreate(self._tmp_path, **options)
         except OSError as err:
+            self._remove_tmp()
             raise OutputError(str(self.destination), f"cannot create a temporary file there ({err})") from err
         return self
+
+    def _remove_tmp(self) -> None:
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        else:
+            self._tmp_path.unlink(missing_ok=True)
 
     def __exit__(
         self,
@@ -117,10 +186,11 @@ class AtomicRootWriter:
     ) -> None:
         try:
             if self._file is not None:
-                self._file.close()
+                with self._stamped():
+                    self._file.close()
         finally:
             if exc_type is not None:
-                self._tmp_path.unlink(missing_ok=True)
+                self._remove_tmp()
         if exc_type is None:
             self._publish()
 
@@ -132,7 +202,7 @@ class AtomicRootWriter:
         except OSError as err:
             raise OutputError(str(self.destination), str(err)) from err
         finally:
-            self._tmp_path.unlink(missing_ok=True)
+            self._remove_tmp()
 
     # -- writing ----------------------------------------------------------------------
     @property
@@ -143,7 +213,8 @@ class AtomicRootWriter:
 
     def write_object(self, key: str, obj: Any) -> None:
         """Copy a non-tree object (histogram, TObjString, ...) that uproot can write."""
-        self.file[key] = obj
+        with self._stamped():
+            self.file[key] = obj
 
     def extend(
         self,
@@ -163,16 +234,17 @@ class AtomicRootWriter:
             sizes = ", ".join(f"{n}={len(a)}" for n, a in list(data.items())[:6])
             raise HepfastsimError(f"tree {tree!r}: branches have different numbers of entries ({sizes}, ...)")
         grouped = self._group(tree, data, counters or {})
-        if tree not in self._trees:
-            keys, counter_of_group = self._groups[tree]
-            self._trees[tree] = self.file.mktree(
-                tree,
-                {k: (grouped[k] if isinstance(grouped[k], np.ndarray) else grouped[k]) for k in keys},
-                counter_name=lambda group: counter_of_group[group],
-                field_name=lambda outer, inner: inner,
-            )
-        else:
-            self._trees[tree].extend(grouped)
+        with self._stamped():
+            if tree not in self._trees:
+                keys, counter_of_group = self._groups[tree]
+                self._trees[tree] = self.file.mktree(
+                    tree,
+                    {k: (grouped[k] if isinstance(grouped[k], np.ndarray) else grouped[k]) for k in keys},
+                    counter_name=lambda group: counter_of_group[group],
+                    field_name=lambda outer, inner: inner,
+                )
+            else:
+                self._trees[tree].extend(grouped)
 
     def _group(
         self, tree: str, data: dict[str, BranchData], counters: Mapping[str, str]
