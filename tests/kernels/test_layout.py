@@ -51,3 +51,24 @@ def test_errors_say_what_was_expected():
 def test_per_item_from_record_field():
     jets = ak.zip({"pt": [10.0, 20.0], "eta": [0.0, 1.0]})
     np.testing.assert_array_equal(layout.per_item(jets, "pt"), [10.0, 20.0])
+
+
+def test_virtual_arrays_are_materialised():
+    # coffea builds virtual (lazily loaded) arrays: buffers given as callables
+    concrete = ak.zip({"pt": ak.Array([[1.0, 2.0], [], [3.0]]), "eta": ak.Array([[0.1, 0.2], [], [0.3]])})
+    form, length, buffers = ak.to_buffers(concrete)
+    loads = []
+
+    def loader(value, key):
+        def load():
+            loads.append(key)
+            return value
+
+        return load
+
+    virtual = ak.from_buffers(form, length, {k: loader(v, k) for k, v in buffers.items()})
+    assert not loads
+    cols, offsets = layout.to_flat_fields(virtual, ("pt", "eta"))
+    np.testing.assert_array_equal(cols["pt"], [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(offsets, [0, 2, 2, 3])
+    assert loads
