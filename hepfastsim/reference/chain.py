@@ -345,7 +345,12 @@ def run_block(task: BlockTask) -> BlockOutput:
         "Pileup_nTrueInt": np.full(n, cfg.pileup.mu, np.float32),
         "fixedGridRhoFastjetAll": rho,
     }
+    hp = gen.hard
+    hpt, heta, hphi, hmass = _particles_ptetaphim(hp)
     collections = {
+        "GenPart": (hp.counts, {"pt": hpt, "eta": heta, "phi": hphi, "mass": hmass, "pdgId": hp.pdg,
+                                "status": gen.hard_status, "genPartIdxMother": gen.hard_mother,
+                                "statusFlags": np.full(len(hpt), (1 << 7) | (1 << 8), np.int32)}),
         "GenJet": (np.diff(g4off), {"pt": gen4.pt[g4s], "eta": gen4.eta[g4s], "phi": gen4.phi[g4s],
                                     "mass": gen4.mass[g4s], "partonFlavour": pf4[g4s], "hadronFlavour": hf4[g4s],
                                     "nConstituents": nconst_g4[g4s]}),

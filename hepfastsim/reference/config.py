@@ -78,9 +78,10 @@ class GeneratorConfig:
         elif self.process == "wprime":
             proc = [
                 "NewGaugeBoson:ffbar2Wprime = on",
+                "Wprime:coup2WZ = 1.0",  # Pythia's default W'WZ coupling is 0 (no W' -> WZ)
                 f"34:m0 = {self.wprime_mass}",
                 "34:onMode = off",
-                "34:onIfMatch = 24 23",  # W' -> W Z only (Wprime:coup2WZ = 1 by default)
+                "34:onIfMatch = 24 23",  # W' -> W Z only
                 "24:onMode = off",
                 "24:onIfAny = 1 2 3 4 5",  # W -> q q'
                 "23:onMode = off",
@@ -307,7 +308,7 @@ class JetConfig:
     #: Jet_genJetIdx: closest gen jet within Delta R < R/2 (0.2 for AK4, 0.4 for AK8).
     match_dr_fraction: float = 0.5
     #: passive-area grid: cell size in (y, phi); fastjet CMS default ghost area is 0.01.
-    area_cell: float = 0.1
+    area_cell: float = 0.05
     area_rap_max: float = 5.0
     #: jets below this raw pT (GeV) get no area: even corrected they stay below the
     #: storage thresholds, so their area is never used.

@@ -132,6 +132,15 @@ def _median_in_bins(x: np.ndarray, values: np.ndarray, edges: np.ndarray, min_n:
     return out
 
 
+def _smooth(x: np.ndarray, f: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Weighted polynomial in ln pT through the node factors (degree 4 with >= 10 nodes)."""
+    if len(x) < 3:
+        return f
+    deg = 4 if len(x) >= 10 else min(2, len(x) - 1)
+    coef = np.polyfit(x, f, deg, w=np.sqrt(n))
+    return np.polyval(coef, x)
+
+
 def derive_from_pairs(name: str, pu: dict[str, np.ndarray], offset: dict[str, np.ndarray],
                       provenance: str = "") -> JetCorrection:
     """Fit the corrections.
@@ -160,24 +169,26 @@ def derive_from_pairs(name: str, pu: dict[str, np.ndarray], offset: dict[str, np
         sel_eta = (np.abs(pu["eta"]) >= edges[k]) & (np.abs(pu["eta"]) < edges[k + 1])
         x = pt_l1[sel_eta]
         g = pu["pt_gen"][sel_eta]
-        xs, fs = [], []
+        xs, fs, ns = [], [], []
         for _, sel in _median_in_bins(g, x, gen_edges, _MIN_JETS):
             r = np.median(x[sel] / g[sel])
             if r <= 0.05:
                 continue
             xs.append(float(np.log(np.median(x[sel]))))
             fs.append(float(1.0 / r))
+            ns.append(int(sel.sum()))
         if xs:
             order = np.argsort(xs)
             xs_a = np.asarray(xs)[order]
-            fs_a = np.asarray(fs)[order]
-            # one residual iteration: apply, remeasure in gen-pT bins, fold back in
+            fs_a = _smooth(xs_a, np.asarray(fs)[order], np.asarray(ns)[order])
+            # one residual iteration: apply, remeasure in gen-pT bins, fold back in, smooth
             corr = x * np.interp(np.log(np.maximum(x, 1e-3)), xs_a, fs_a)
             for _, sel in _median_in_bins(g, x, gen_edges, _MIN_JETS):
                 r2 = np.median(corr[sel] / g[sel])
                 node = np.log(np.median(x[sel]))
                 j = int(np.argmin(np.abs(xs_a - node)))
                 fs_a[j] /= r2
+            fs_a = _smooth(xs_a, fs_a, np.asarray(ns)[order])
             nodes.append(tuple(float(v) for v in xs_a))
             factors.append(tuple(float(v) for v in fs_a))
         else:

@@ -9,6 +9,9 @@ the chain is turned into writer input by :func:`to_writer_branches`.
 - ``Jet_*`` / ``FatJet_*``: anti-kt 0.4 / 0.8 on CHS particle-flow candidates, corrected
   (L1 + L2L3); pT > 15 / 100 GeV; ``rawFactor = 1 - raw/corrected`` as in NanoAOD;
   ``Jet_genJetIdx`` / ``FatJet_genJetAK8Idx``: closest gen jet within dR < 0.2 / 0.4.
+- ``GenPart_*``: the pruned hard-process record (Pythia |status| 22, 23: resonances,
+  outgoing partons and resonance decays), ``statusFlags`` = isHardProcess (bit 7) |
+  fromHardProcess (bit 8); coffea treats a file with ``GenPart`` as simulation.
 - ``GenCands_*`` / ``PFCands_*``: the constituents of the stored jets only (PFNano
   "jets only" mode); ``GenJetCands``, ``GenFatJetCands``, ``JetPFCands`` and
   ``FatJetPFCands`` map jets to candidates (``jetIdx``, ``pFCandsIdx``).
@@ -47,6 +50,8 @@ COLLECTIONS: dict[str, dict[str, type]] = {
             "nConstituents": np.int32, "partonFlavour": np.int32, "hadronFlavour": np.int32},
     "FatJet": {**_KIN, "area": np.float32, "rawFactor": np.float32, "genJetAK8Idx": np.int32,
                "nConstituents": np.int32},
+    "GenPart": {**_KIN, "pdgId": np.int32, "status": np.int32, "genPartIdxMother": np.int32,
+                "statusFlags": np.int32},
     "GenCands": {**_KIN, "charge": np.int32, "pdgId": np.int32},
     "PFCands": {**_KIN, "charge": np.int32, "pdgId": np.int32},
     "GenJetCands": {"jetIdx": np.int32, "pFCandsIdx": np.int32},

@@ -96,6 +96,12 @@ class GenBlock:
     weight: np.ndarray
     pthat: np.ndarray
     sigma_pb: float
+    #: pruned hard-process record (|status| 22 and 23: resonances and outgoing partons,
+    #: resonance decays included), NanoAOD ``GenPart``; ``hard_status`` is |status| and
+    #: ``hard_mother`` the index of the mother within the pruned record of the event, or -1.
+    hard: ParticleBlock | None = None
+    hard_status: np.ndarray | None = None
+    hard_mother: np.ndarray | None = None
 
 
 def _flatten_particles(prt: ak.Array, mask: ak.Array, charge_of: dict[int, int], pythia) -> ParticleBlock:
@@ -118,6 +124,29 @@ def _flatten_particles(prt: ak.Array, mask: ak.Array, charge_of: dict[int, int],
         table[k] = charge_of[code]
     charge = table[inverse] if len(pdg) else np.zeros(0, dtype=np.int8)
     return ParticleBlock(offsets, px, py, pz, e, pdg, charge.astype(np.int8))
+
+
+def _pruned_mothers(index: np.ndarray, mother: np.ndarray, offsets: np.ndarray,
+                    all_mother: np.ndarray, all_offsets: np.ndarray) -> np.ndarray:
+    """Map Pythia mother indices to positions in the pruned per-event list (-1 if none).
+
+    A mother that was not kept (for instance the recoiled copy of a top quark that then
+    decays) is followed up its own ``mother1`` chain until a kept ancestor is found.
+    """
+    out = np.full(len(index), -1, dtype=np.int32)
+    for ev in range(len(offsets) - 1):
+        a, b = offsets[ev], offsets[ev + 1]
+        pos = {int(i): k for k, i in enumerate(index[a:b])}
+        base = all_offsets[ev]
+        n_all = all_offsets[ev + 1] - base
+        for k in range(a, b):
+            m = int(mother[k])
+            steps = 0
+            while m > 0 and m not in pos and steps < 200:
+                m = int(all_mother[base + m]) if m < n_all else 0
+                steps += 1
+            out[k] = pos.get(m, -1)
+    return out
 
 
 class PythiaGenerator:
@@ -176,6 +205,13 @@ class PythiaGenerator:
         ghosts = _flatten_particles(prt, ghost_mask, self._charge_of, self.pythia)
         hf_g = heavy_flavour(ghosts.pdg)
         ghosts.pdg = np.where(hf_g > 0, 1000 * hf_g, ghosts.pdg).astype(np.int32)
+        hard_mask = (astat == 22) | (astat == 23)
+        hard = _flatten_particles(prt, hard_mask, self._charge_of, self.pythia)
+        hard_status = ak.to_numpy(ak.flatten(astat[hard_mask])).astype(np.int32)
+        hard_mother = _pruned_mothers(ak.to_numpy(ak.flatten(ak.local_index(pid)[hard_mask])),
+                                      ak.to_numpy(ak.flatten(prt["mother1"][hard_mask])), hard.offsets,
+                                      ak.to_numpy(ak.flatten(prt["mother1"])),
+                                      np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(pid, axis=1)))]))
         pthat = np.sqrt(np.maximum(ak.to_numpy(batch["info"]["pT2Hat"]), 0.0))
         cfg = self.config
         if cfg is not None and cfg.process == "qcd" and cfg.bias:
@@ -185,4 +221,4 @@ class PythiaGenerator:
         else:
             weight = np.ones(len(pthat))
         sigma_pb = float(self.pythia.infoPython().sigmaGen()) * 1.0e9  # mb -> pb
-        return GenBlock(particles, ghosts, weight.astype(np.float64), pthat, sigma_pb)
+        return GenBlock(particles, ghosts, weight.astype(np.float64), pthat, sigma_pb, hard, hard_status, hard_mother)
