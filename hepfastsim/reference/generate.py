@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,9 @@ def generate(
     stage_s = dict.fromkeys(STAGES, 0.0)
     sumw = sumw2 = xsec_num = 0.0
     done = 0
-    with AtomicRootWriter(out_path, overwrite=overwrite) as writer:
+    # the file is a pure function of (config, events, seed): fixed ROOT UUID and timestamps
+    file_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"hepfastsim-generate/{seed}/{n_events}/{config!r}")
+    with AtomicRootWriter(out_path, overwrite=overwrite, reproducible_uuid=file_uuid) as writer:
         for out in iter_blocks(tasks, workers):
             t0 = time.perf_counter()
             writer.extend("Events", to_writer_branches(out))
