@@ -1,4 +1,10 @@
-"""``hepfastsim convert IN OUT``: add a fast-simulated reco jet collection to a NanoAOD-like file."""
+"""``hepfastsim convert``: add a fast-simulated reco jet collection to NanoAOD-like files.
+
+``hepfastsim convert IN OUT`` converts one file; ``hepfastsim convert IN... --output-dir DIR``
+converts many (paths, quoted globs such as ``"data/*.root"``, coffea fileset JSONs), one
+output per input, with ``--executor iterative|futures|dask`` (``--scheduler ADDRESS`` for a
+running dask cluster, else a local one of ``--workers`` processes).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hepfastsim.convert import ConvertConfig, ConvertSummary, convert
+from hepfastsim.distributed import EXECUTORS, ConvertManyError, TaskFailure, convert_many, expand_inputs
+from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import open_tree
 from hepfastsim.io.schema import DEFAULT_COLLECTION
 
@@ -27,10 +35,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="add reco-level jets (fast simulation) to a NanoAOD-like ROOT file",
         description="Copy IN to OUT, every tree and branch, adding a fast-simulated reco jet "
-        "collection (nFastJet, FastJet_pt, ...) made from the GenJet collection.",
+        "collection (nFastJet, FastJet_pt, ...) made from the GenJet collection. With --output-dir, "
+        "every IN (files, quoted globs, coffea fileset .json) becomes DIR/<its name>.",
+        usage="%(prog)s IN OUT [options]\n       %(prog)s IN [IN ...] --output-dir DIR [options]",
     )
-    p.add_argument("input", metavar="IN", help="NanoAOD-like ROOT file with GenJet_* branches")
-    p.add_argument("output", metavar="OUT", help="output ROOT file (written atomically)")
+    p.add_argument("paths", nargs="+", metavar="IN",
+                   help="NanoAOD-like ROOT file(s) with GenJet_* branches; without --output-dir: IN OUT")
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="convert every IN into DIR/<name of IN>")
+    p.add_argument("--executor", choices=EXECUTORS, default="iterative",
+                   help="how files are spread over cores (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (tcp://host:8786); "
+                   "with --executor dask and no address a local cluster is started")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes for futures or a local dask cluster (default: all cores); "
+                   "with --scheduler, wait for N workers")
+    p.add_argument("--resume", action="store_true",
+                   help="skip inputs whose output exists (outputs only appear complete), convert the rest")
+    p.add_argument("--reproducible", action="store_true",
+                   help="byte-for-byte reproducible files: UUID from the input's and the options, fixed timestamps")
     p.add_argument("--model", default="parametric", help="simulator to use (default: %(default)s)")
     p.add_argument("--collection", default=DEFAULT_COLLECTION, help="name of the new collection (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -65,6 +87,13 @@ def print_summary(summary: ConvertSummary, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output_dir is None and len(args.paths) != 2:
+        raise HepfastsimError(
+            f"expected IN OUT, or inputs with --output-dir DIR; got {len(args.paths)} path(s) and no --output-dir"
+        )
+    if args.output_dir is not None or args.executor != "iterative" or args.resume:
+        return run_many(args)
+    args.input, args.output = args.paths
     config = ConvertConfig(
         model=args.model,
         collection=args.collection,
@@ -73,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         oversample=args.oversample,
         overwrite=args.overwrite,
         tree=args.tree,
+        reproducible=args.reproducible,
     )
     console = Console(stderr=True)
     total = open_tree(args.input, args.tree).num_entries
@@ -88,4 +118,61 @@ def run(args: argparse.Namespace) -> int:
         task = progress.add_task("convert", total=total)
         summary = convert(args.input, args.output, config, on_progress=lambda n: progress.advance(task, n))
     print_summary(summary, Console())
+    return 0
+
+
+def run_many(args: argparse.Namespace) -> int:
+    """Several inputs (or one, through an executor): a progress bar over files, a summary each."""
+    config = ConvertConfig(
+        model=args.model,
+        collection=args.collection,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        oversample=args.oversample,
+        overwrite=args.overwrite,
+        tree=args.tree,
+        reproducible=args.reproducible,
+    )
+    if args.output_dir is not None:
+        inputs: list[str] | dict[str, str] = expand_inputs(args.paths)
+        target = args.output_dir
+    else:
+        inputs, target = {args.paths[0]: args.paths[1]}, None
+    console = Console(stderr=True)
+    failed: list[TaskFailure] = []
+    with Progress(
+        TextColumn(f"converting ({args.executor})"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("files", total=len(inputs))
+
+        def done(result: ConvertSummary | TaskFailure) -> None:
+            progress.advance(task)
+            if isinstance(result, TaskFailure):
+                failed.append(result)
+
+        try:
+            summaries = convert_many(
+                inputs, target, config, executor=args.executor, scheduler=args.scheduler,
+                workers=args.workers, resume=args.resume, on_done=done,
+            )
+            error: ConvertManyError | None = None
+        except ConvertManyError as err:
+            summaries, error = err.summaries, err
+    out = Console()
+    for summary in summaries:
+        print_summary(summary, out)
+    if not summaries and error is None:
+        out.print("every output already exists; nothing to convert")
+    if len(summaries) > 1:
+        events = sum(s.events for s in summaries)
+        out.print(f"[bold]{len(summaries)} files[/bold], {events:,} events converted")
+    if error is not None:
+        raise error
     return 0
