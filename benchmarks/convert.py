@@ -32,12 +32,9 @@ def find_sample(explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from conftest import _samples_cache  # the test suite's pip-fetched cache of the coffea sdist
+    from coffea_samples import fetch_samples  # the test suite's pip-fetched cache of the coffea sdist
 
-    path = _samples_cache() / "nano_dy.root"
-    if not path.exists():
-        sys.exit(f"{path} not found: run the test suite once (it fetches the coffea samples) or pass --sample")
-    return path
+    return fetch_samples() / "nano_dy.root"
 
 
 def replicate(sample: Path, n_events: int, dest: Path) -> Path:

@@ -11,7 +11,7 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 from hepfastsim.convert import convert
 from hepfastsim.io.coffea_schema import FastSimNanoAODSchema
-from conftest import REAL_SAMPLES
+from coffea_samples import REAL_SAMPLES
 
 # CMSSW provenance trees hold EDM classes that uproot can read only partly and cannot write.
 UNWRITABLE_TREES = {"MetaData", "ParameterSets"}
