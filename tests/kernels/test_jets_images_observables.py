@@ -149,3 +149,10 @@ def test_image_nsubjettiness_matches_fastjet_on_pixel_particles(constituents, ge
     same = np.all(np.isclose(ours, ref, rtol=1e-6, atol=1e-12), axis=1)
     print(f"image jets agreeing with fastjet-contrib: {same.mean():.1%}")
     assert same.mean() >= 0.9, f"only {same.mean():.0%} of the image jets agree with fastjet-contrib"
+
+
+def test_zero_jets():
+    empty = ak.zip({"pt": ak.Array([[1.0]])[:0], "eta": ak.Array([[1.0]])[:0], "phi": ak.Array([[1.0]])[:0]})
+    assert len(jet_observables(empty)) == 0
+    assert pixelise(empty, preset=LAGAN).shape == (0, 25, 25)
+    assert ak.fields(image_observables(np.zeros((0, 25, 25)), LAGAN)) == list(ObservablesConfig().fields)
