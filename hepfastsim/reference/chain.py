@@ -424,7 +424,8 @@ def make_tasks(config: ChainConfig, n_events: int, seed: int, pool_path: str | N
 
 def derive_jec_tables(n_events: int, mu: float, seed: int, workers: int = 1, pthat_min: float = 10.0,
                       cache_dir: str | None = None,
-                      progress: Callable[[int], None] | None = None) -> dict[str, JetCorrection]:
+                      progress: Callable[[int], None] | None = None,
+                      save_pairs: str | None = None) -> dict[str, JetCorrection]:
     """Derive the AK4 and AK8 corrections on biased QCD with pileup ``mu`` (see jec.py)."""
     import os
 
@@ -453,10 +454,23 @@ def derive_jec_tables(n_events: int, mu: float, seed: int, workers: int = 1, pth
             print(f"  {done}/{n_events} events", flush=True)
     prov = f"derived with python -m hepfastsim.reference.jec --events {n_events} --pileup {mu} --seed {seed} " \
            f"--pthat-min {pthat_min} (biased QCD, 13 TeV)"
+    flat = {f"{name}/{part}/{col}": np.concatenate(v)
+            for name, parts in collected.items() for part, cols in parts.items() for col, v in cols.items()}
+    if save_pairs:
+        np.savez_compressed(save_pairs, provenance=np.array(prov), **flat)
+    return tables_from_pairs(flat, prov)
+
+
+def tables_from_pairs(flat: dict[str, np.ndarray], provenance: str) -> dict[str, JetCorrection]:
+    """Fit the tables from matched-jet arrays keyed ``"<ak4|ak8>/<pu|offset>/<column>"``."""
     tables = {}
-    for name, parts in collected.items():
-        cat = {part: {col: np.concatenate(v) for col, v in cols.items()} for part, cols in parts.items()}
-        tables[name] = derive_from_pairs(name, cat["pu"], cat["offset"], prov)
+    for name in ("ak4", "ak8"):
+        parts: dict[str, dict[str, np.ndarray]] = {"pu": {}, "offset": {}}
+        for key, values in flat.items():
+            n, part, col = key.split("/")
+            if n == name:
+                parts[part][col] = values
+        tables[name] = derive_from_pairs(name, parts["pu"], parts["offset"], provenance)
     return tables
 
 

@@ -13,7 +13,10 @@ Two factorised levels, as in CMS (arXiv:1607.03663):
 The tables are shipped as ``hepfastsim/reference/data/jec_ak4.json`` and ``jec_ak8.json``
 and are re-derived with::
 
-    python -m hepfastsim.reference.jec --events 30000 --pileup 30 --workers 2
+    python -m hepfastsim.reference.jec --events 20000 --pileup 30 --workers 2
+
+(``--save-pairs FILE`` keeps the matched jets; ``--from-pairs FILE`` refits without
+generating).
 
 Units: GeV.
 """
@@ -205,15 +208,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=30000)
     parser.add_argument("--pileup", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=424242)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--pthat-min", type=float, default=10.0)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--out-dir", default=str(Path(__file__).parent / "data"))
+    parser.add_argument("--save-pairs", default=None, help="also save the matched jets (.npz) for refits")
+    parser.add_argument("--from-pairs", default=None, help="refit from a --save-pairs file, no generation")
     args = parser.parse_args(argv)
-    tables = derive_jec_tables(
-        n_events=args.events, mu=args.pileup, seed=args.seed, workers=args.workers,
-        pthat_min=args.pthat_min, cache_dir=args.cache_dir,
-    )
+    if args.from_pairs:
+        from hepfastsim.reference.chain import tables_from_pairs
+
+        with np.load(args.from_pairs) as data:
+            prov = str(data["provenance"])
+            tables = tables_from_pairs({k: data[k] for k in data.files if k != "provenance"}, prov)
+    else:
+        tables = derive_jec_tables(
+            n_events=args.events, mu=args.pileup, seed=args.seed, workers=args.workers,
+            pthat_min=args.pthat_min, cache_dir=args.cache_dir, save_pairs=args.save_pairs,
+        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

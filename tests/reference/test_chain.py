@@ -158,6 +158,13 @@ def test_cli_writes_nanoaod_that_coffea_reads(tmp_path, pool_dir):
         assert f["Runs"]["genEventCount"].array(library="np")[0] == 12
     # refuses to overwrite without --overwrite
     assert main(["generate", "--process", "ttbar", "--events", "2", "--pileup", "0", "--out", str(out), "--quiet"]) == 1
+    # a generated file is a valid input to `hepfastsim convert`
+    converted = tmp_path / "converted.root"
+    assert main(["convert", str(out), str(converted), "--quiet"]) == 0
+    with uproot.open(converted) as f:
+        n_fast, n_gen = f["Events"]["nFastJet"].array(), f["Events"]["nGenJet"].array()
+        assert ak.sum(n_fast) > 0 and ak.all(n_fast <= n_gen + 5)
+        assert "Jet_genJetIdx" in f["Events"].keys()  # the input's branches are kept
     coffea_nano = pytest.importorskip("coffea.nanoevents")
     events = coffea_nano.NanoEventsFactory.from_root(
         {str(out): "Events"}, schemaclass=coffea_nano.NanoAODSchema, mode="eager"
@@ -173,6 +180,19 @@ def test_cli_writes_nanoaod_that_coffea_reads(tmp_path, pool_dir):
     from_top = ak.fill_none(abs(events.GenPart.parent.pdgId) == 6, False)
     ws = events.GenPart[(abs(events.GenPart.pdgId) == 24) & from_top]
     assert ak.all(ak.num(ws) == 2)
+
+
+def test_response_table_against_hand_counts():
+    from hepfastsim.reference.validation import response_table
+
+    gpt = np.array([40.0] * 101 + [150.0] * 101)
+    geta = np.array([0.5] * 202)
+    r = np.concatenate([np.linspace(0.9, 1.1, 101), np.linspace(0.95, 1.05, 101)])
+    rows = {(x["pt"], x["eta"]): x for x in response_table(gpt, geta, r)}
+    a, b = rows[((30.0, 50.0), (0.0, 1.3))], rows[((100.0, 200.0), (0.0, 1.3))]
+    assert a["n"] == 101 and a["median"] == pytest.approx(1.0) and a["resolution"] == pytest.approx(0.068, abs=1e-3)
+    assert b["resolution"] == pytest.approx(0.034, abs=1e-3)
+    assert np.isnan(rows[((500.0, 1000.0), (0.0, 1.3))]["median"])
 
 
 def test_shipped_corrections_are_sane():
