@@ -30,3 +30,42 @@ class SlowSimulator(Simulator):
         Path(self.marker_dir, f"started-{os.getpid()}").touch()
         time.sleep(self.delay)
         return self._inner.simulate(events)
+
+
+class CrashOnceSimulator(Simulator):
+    """Kills its own process (as a segfault or the OOM killer would) on the first chunk of the
+    whole run, marked by ``<marker_dir>/crashed``; behaves as the parametric model after."""
+
+    name = ParametricSimulator.name
+    output_fields = ParametricSimulator.output_fields
+
+    def __init__(self, marker_dir: str) -> None:
+        self.marker_dir = marker_dir
+        self._inner = ParametricSimulator()
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        marker = Path(self.marker_dir, "crashed")
+        try:
+            with open(marker, "x"):
+                pass
+        except FileExistsError:
+            return self._inner.simulate(events)
+        os._exit(3)
+
+
+class InterruptingSimulator(Simulator):
+    """Raises KeyboardInterrupt (Ctrl-C) at its ``after``-th chunk; parametric otherwise."""
+
+    name = ParametricSimulator.name
+    output_fields = ParametricSimulator.output_fields
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.calls = 0
+        self._inner = ParametricSimulator()
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        self.calls += 1
+        if self.calls == self.after:
+            raise KeyboardInterrupt
+        return self._inner.simulate(events)
