@@ -93,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as bar:
+        from hepfastsim.reference.pileup import pool_filename
+
         pool_task = None
-        if config.pileup.mu > 0:
+        if config.pileup.mu > 0 and not (pool_dir / pool_filename(config.pileup, config.generator)).exists():
             pool_task = bar.add_task("pileup pool", total=config.pileup.pool_size, rate="")
         ev_task = bar.add_task(f"{args.process} events", total=args.events, rate="")
         import time

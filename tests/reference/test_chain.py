@@ -201,3 +201,26 @@ def test_shipped_corrections_are_sane():
         assert all(0.0 <= k < 1.5 for k in jec.kappa)
         f = jec.factor(np.array([30.0, 100.0, 1000.0]), np.array([0.0, 1.0, 2.0]), np.full(3, 0.5), np.zeros(3))
         assert np.all((f > 0.8) & (f < 1.6))
+
+
+@pytest.mark.parametrize(("process", "resonance", "mass"), [("zprime", 32, 2000.0), ("wprime", 34, 1000.0), ("ttbar", 6, 172.5)])
+def test_processes_produce_their_resonance(process, resonance, mass):
+    from hepfastsim.reference.pythia_events import PythiaGenerator
+
+    gen = PythiaGenerator(GeneratorConfig(process=process), pythia_seed(4, 0)).generate(8)
+    h = gen.hard
+    sel = np.abs(h.pdg) == resonance
+    per_event = np.add.reduceat(sel.astype(int), h.offsets[:-1])
+    assert np.all(per_event >= 1)
+    m = np.sqrt(np.maximum(h.e[sel] ** 2 - h.px[sel] ** 2 - h.py[sel] ** 2 - h.pz[sel] ** 2, 0))
+    assert np.median(m) == pytest.approx(mass, rel=0.1)
+    assert np.all(gen.weight == 1.0)
+
+
+def test_qcd_bias_weights_follow_pthat():
+    from hepfastsim.reference.pythia_events import PythiaGenerator
+
+    cfg = GeneratorConfig(process="qcd", pthat_min=20.0, bias=True)
+    gen = PythiaGenerator(cfg, pythia_seed(4, 1)).generate(30)
+    np.testing.assert_allclose(gen.weight, (20.0 / gen.pthat) ** 4.5)
+    assert gen.pthat.min() >= 20.0 and np.median(gen.pthat) > 60.0  # biased towards high pT-hat
