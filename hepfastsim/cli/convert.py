@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise HepfastsimError(
             f"expected IN OUT, or inputs with --output-dir DIR; got {len(args.paths)} path(s) and no --output-dir"
         )
-    if args.output_dir is not None or args.executor != "iterative" or args.resume:
+    if args.output_dir is not None or args.executor != "iterative" or args.resume or args.scheduler is not None:
         return run_many(args)
     args.input, args.output = args.paths
     config = ConvertConfig(
