@@ -271,14 +271,16 @@ def map_tasks(
     scheduler: Any = None,
     workers: int | None = None,
     retries: int = 2,
+    ordered: bool = False,
 ) -> Iterator[tuple[int, R | BaseException]]:
-    """Run ``fn`` on every item with ``executor``; yield ``(index, result)`` as tasks finish.
+    """Run ``fn`` on every item with ``executor``; yield ``(index, result)`` as tasks finish,
+    or in item order with ``ordered`` (finished results wait, in memory, for earlier ones).
 
     ``fn`` and the items must be picklable (top-level functions, ``functools.partial``) for
     ``"futures"`` and ``"dask"``. A task that raised, or whose worker died more often than
     allowed, yields the exception instead of a result; ``"iterative"`` lets exceptions
     propagate. The reusable core of :func:`convert_many`; ``hepfastsim generate`` can map
-    its event blocks through it and write them in block order.
+    its event blocks through it (``ordered=True``) and write them in block order.
     """
     if executor not in EXECUTORS:
         raise HepfastsimError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -293,8 +295,20 @@ def map_tasks(
     if not items:
         return iter(())
     if executor == "futures":
-        return _map_futures(fn, items, workers, retries)
-    return _map_dask(fn, items, scheduler, workers, retries)
+        results = _map_futures(fn, items, workers, retries)
+    else:
+        results = _map_dask(fn, items, scheduler, workers, retries)
+    return _in_order(results) if ordered else results
+
+
+def _in_order(results: Iterator[tuple[int, R]]) -> Iterator[tuple[int, R]]:
+    waiting: dict[int, R] = {}
+    next_index = 0
+    for i, result in results:
+        waiting[i] = result
+        while next_index in waiting:
+            yield next_index, waiting.pop(next_index)
+            next_index += 1
 
 
 # -- convert_many ---------------------------------------------------------------------------

@@ -168,11 +168,18 @@ def test_expand_inputs_globs_and_filesets(inputs, tmp_path) -> None:
         expand_inputs([str(fileset)])
 
 
-def _square(x: int) -> int:
+def _slow_first(x: int) -> int:
+    import time
+
+    time.sleep(1.0 if x == 0 else 0.0)
     return x * x
 
 
 @pytest.mark.parametrize("executor", ["iterative", "futures"])
 def test_map_tasks_yields_every_result_once(executor) -> None:
-    got = dict(map_tasks(_square, list(range(7)), executor=executor, workers=2))
-    assert got == {i: i * i for i in range(7)}
+    got = list(map_tasks(_slow_first, list(range(7)), executor=executor, workers=2))
+    assert sorted(got) == [(i, i * i) for i in range(7)]
+    if executor == "futures":
+        assert got[0][0] != 0  # as completed: the slow first task is not first
+    ordered = list(map_tasks(_slow_first, list(range(7)), executor=executor, workers=2, ordered=True))
+    assert ordered == [(i, i * i) for i in range(7)]
