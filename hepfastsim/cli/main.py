@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "hepfastsim.cli.generate",
     "hepfastsim.cli.dijet",
     "hepfastsim.cli.fit",
+    "hepfastsim.cli.train",
+    "hepfastsim.cli.validate",
 )
 
 

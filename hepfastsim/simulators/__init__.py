@@ -1,6 +1,7 @@
 """Fast-simulation models behind the one :class:`Simulator` interface, by name."""
 
 from hepfastsim.simulators.base import SIMULATORS, GenEvents, Simulator, make_simulator, register
+from hepfastsim.simulators.kinematics import KinematicsSimulator
 from hepfastsim.simulators.parametric import ParametricConfig, ParametricSimulator
 
 __all__ = [
@@ -11,4 +12,5 @@ __all__ = [
     "register",
     "ParametricConfig",
     "ParametricSimulator",
+    "KinematicsSimulator",
 ]

@@ -1,0 +1,125 @@
+"""``hepfastsim train MODEL``: train a fast-simulation model on NanoAOD-like files.
+
+Examples::
+
+    hepfastsim train kinematics --data qcd.root wprime.root ttbar.root --out my_model
+    hepfastsim train kinematics --data my_experiment_mc_*.root --out my_model --epochs 40 --threads 8
+
+Each model kind is a sub-subcommand (``kinematics`` now; image and particle models later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train",
+        help="train a fast-simulation model on NanoAOD-like files",
+        description="Train a fast-simulation model. Choose the model kind as the next word.",
+    )
+    kinds = p.add_subparsers(dest="kind", metavar="MODEL", required=True)
+    k = kinds.add_parser(
+        "kinematics",
+        help="learned gen -> reco jet kinematics (flow + efficiency + pileup/fake jets)",
+        description="Train the kinematics model on files with GenJet_*, Jet_{pt,eta,phi,mass,genJetIdx,"
+        "nConstituents,area} (Pileup_nPU and rho when present). Writes MODEL.safetensors and MODEL.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    k.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training ROOT files")
+    k.add_argument("--out", required=True, metavar="MODEL", help="output path (MODEL.safetensors + MODEL.json)")
+    k.add_argument("--epochs", type=int, default=30, help="epochs per network (the best held-out epoch is kept)")
+    k.add_argument("--batch-size", type=int, default=4096)
+    k.add_argument("--learning-rate", type=float, default=2e-3)
+    k.add_argument("--holdout", type=float, default=0.1, help="fraction of events held out for validation loss")
+    k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
+    k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the whole training")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    k.add_argument("--tree", default="Events")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    k.set_defaults(func=run_kinematics)
+    return p
+
+
+def retrain_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces this training (stored in the model metadata)."""
+    parts = ["hepfastsim", "train", "kinematics", "--data", *args.data, "--out", args.out,
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+             "--learning-rate", str(args.learning_rate), "--holdout", str(args.holdout), "--seed", str(args.seed)]
+    for flag, value in (("--max-events", args.max_events), ("--max-minutes", args.max_minutes),
+                        ("--threads", args.threads)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.tree != "Events":
+        parts += ["--tree", args.tree]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_kinematics(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.models.kinematics_flow import n_parameters, save_model
+    from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
+
+    if args.epochs < 1:
+        raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
+    if not 0.0 < args.holdout < 1.0:
+        raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    base = Path(args.out)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
+        if p.exists() and not args.overwrite:
+            raise OutputError(str(p), "it exists (use --overwrite)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
+        max_minutes=args.max_minutes, tree=args.tree,
+    )
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console, disable=args.quiet) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_read(path: str, n: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(f"reading {Path(path).name}", total=total, info="")
+            progress.advance(tasks[path], n)
+
+        data = load_training_data(args.data, tree=args.tree, max_events=args.max_events,
+                                  holdout_fraction=args.holdout, seed=args.seed, on_progress=on_read)
+
+        def on_epoch(stage: str, epoch: int, epochs: int, train: float, held: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(f"training {stage}", total=epochs, info="")
+            progress.update(tasks[stage], completed=epoch, info=f"loss {train:.4f} / held-out {held:.4f}")
+
+        model = train_kinematics(data, config, on_progress=on_epoch)
+    model.metadata["retrain_command"] = retrain_command(args)
+    model.metadata["training"]["seconds"] = round(time.perf_counter() - start, 1)
+    weights, meta = save_model(model, base)
+    out = Console()
+    s = data.summary()
+    out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "
+              f"{weights.stat().st_size / 1e6:.2f} MB")
+    out.print(f"  trained on {s['events']:,} events ({s['holdout_events']:,} held out), {s['gen_jets']:,} gen jets, "
+              f"{s['matched_jets']:,} matched, {s['unmatched_reco_jets']:,} unmatched reco jets")
+    for name, rep in model.metadata["training"]["networks"].items():
+        out.print(f"  {name}: best held-out loss {rep['best_heldout_loss']:.4f} at epoch {rep['best_epoch']}/"
+                  f"{rep['epochs_run']} ({rep['seconds']} s)")
+    return 0

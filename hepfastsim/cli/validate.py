@@ -1,0 +1,77 @@
+"""``hepfastsim validate``: compare fast-simulated reco jets with a reference on the same gen events.
+
+Examples::
+
+    hepfastsim convert ref.root out.root
+    hepfastsim validate --reference ref.root --candidate out.root --out validation/
+
+    # two models side by side (LABEL=FILE), reference and candidates from different files
+    hepfastsim validate --reference ref.root --candidate kinematics=kin.root \\
+        --candidate parametric=par.root --out validation/
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "validate",
+        help="compare fast-simulated jets with a reference (W1, classifier AUC, response, efficiency, fakes)",
+        description="Compare the candidate reco jet collection(s) with the reference collection on the same gen "
+        "events: W1 per variable as a ratio to the statistical floor, a classifier two-sample AUC, response median "
+        "and resolution in gen pT x |eta| bins, efficiency and unmatched-jet multiplicity. Writes PNG plots, "
+        "summary.md and summary.json into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--reference", required=True, metavar="REF.root", help="file with the reference collection")
+    p.add_argument("--candidate", required=True, action="append", metavar="[LABEL=]OUT.root",
+                   help="file with the candidate collection (repeat for several models)")
+    p.add_argument("--reference-collection", default="Jet")
+    p.add_argument("--candidate-collection", default="FastJet")
+    p.add_argument("--out", default="validation", help="output directory for plots and tables")
+    p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
+    p.add_argument("--min-bin-jets", type=int, default=500, help="response bins with fewer reference jets are not judged")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tree", default="Events")
+    p.set_defaults(func=run)
+    return p
+
+
+def _label_path(text: str) -> tuple[str, str]:
+    if "=" in text and not Path(text).exists():
+        label, path = text.split("=", 1)
+        return label, path
+    return Path(text).stem, text
+
+
+def run(args: argparse.Namespace) -> int:
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.evaluation.validate import Criteria, make_plots, read_jets, summary_markdown, validate, write_report
+
+    console = Console(stderr=True)
+    reference = read_jets(args.reference, args.reference_collection, tree=args.tree, max_events=args.max_events)
+    candidates = {}
+    for text in args.candidate:
+        label, path = _label_path(text)
+        if label in candidates:
+            raise HepfastsimError(f"candidate label {label!r} given twice; use LABEL=FILE")
+        candidates[label] = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events)
+    with console.status("computing metrics (W1, classifier AUC, response, efficiency)"):
+        result = validate(reference, candidates, criteria=Criteria(min_bin_jets=args.min_bin_jets),
+                          reference_label=f"reference ({args.reference_collection})", seed=args.seed)
+    out = Path(args.out)
+    if not args.no_plots:
+        with console.status("plotting"):
+            result.plots = make_plots(result, reference, candidates, out)
+    md, js = write_report(result, out)
+    Console().print(summary_markdown(result), markup=False, highlight=False)
+    Console().print(f"written: {md}, {js}" + (f" and {len(result.plots)} PNG plots" if result.plots else ""))
+    return 0

@@ -1,0 +1,1 @@
+"""Shared evaluation of fast-simulation models against a reference (metrics, plots, validate)."""

@@ -1,0 +1,432 @@
+"""Compare reco jet collections of candidate fast simulations with a reference, on the same gen events.
+
+The usual inputs are a reference file (``Jet_*`` from the full/reference simulation) and
+the output of ``hepfastsim convert REF.root OUT.root`` (which keeps ``Jet_*`` and adds
+``FastJet_*``); the reference and candidate collections may come from one file or two, as
+long as they hold the same events in the same order. With ``--oversample`` outputs, only
+draw 0 (``FastSim_oversampleIdx == 0``) is used.
+
+Criteria (issue 5): every W1 ratio <= 1.5; classifier AUC <= 0.55; response median within
+1% and resolution within 5% (relative) of the reference in every gen pT x |eta| bin with at
+least ``min_bin_jets`` jets; efficiency and unmatched-jet multiplicity within 2%.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.errors import HepfastsimError
+from hepfastsim.evaluation.metrics import (
+    DEFAULT_ETA_EDGES,
+    DEFAULT_PT_EDGES,
+    ResponseBin,
+    W1Result,
+    classifier_auc,
+    efficiency_curve,
+    mean_with_error,
+    response_table,
+    w1_ratio,
+)
+from hepfastsim.io.nanoaod import GENJET_KINEMATICS, PILEUP_BRANCH, RHO_BRANCHES, iterate_chunks, open_tree
+from hepfastsim.io.schema import OVERSAMPLE_INDEX_BRANCH
+
+__all__ = ["RECO_VARIABLES", "JetTable", "Criteria", "ValidationResult", "read_jets", "validate", "write_report"]
+
+#: Reco variables compared when both collections have them.
+RECO_VARIABLES: tuple[str, ...] = ("pt", "eta", "phi", "mass", "nConstituents", "area")
+_VAR_LABELS = {
+    "pt": ("jet $p_T$ [GeV]", True), "eta": (r"jet $\eta$", False), "phi": (r"jet $\phi$", False),
+    "mass": ("jet mass [GeV]", True), "nConstituents": ("number of constituents", False), "area": ("jet area", False),
+}
+
+
+@dataclass
+class JetTable:
+    """One reco collection of one file with its gen jets, flattened (numpy, float64 unless stated)."""
+
+    path: str
+    collection: str
+    n_events: int
+    gen: dict[str, np.ndarray]  # pt, eta, phi, mass per gen jet; "event" (int64)
+    reco: dict[str, np.ndarray]  # reco variables per reco jet; "event", "gen_row" (global gen row or -1)
+    n_pu: np.ndarray
+    rho: np.ndarray
+
+    @property
+    def variables(self) -> list[str]:
+        return [v for v in RECO_VARIABLES if v in self.reco]
+
+    @property
+    def matched_gen(self) -> np.ndarray:
+        """Per gen jet: has a reco jet pointing to it."""
+        out = np.zeros(len(self.gen["pt"]), bool)
+        out[self.reco["gen_row"][self.reco["gen_row"] >= 0]] = True
+        return out
+
+    @property
+    def unmatched_per_event(self) -> np.ndarray:
+        return np.bincount(self.reco["event"][self.reco["gen_row"] < 0], minlength=self.n_events)
+
+
+def read_jets(
+    path: str | os.PathLike[str], collection: str, *, tree: str = "Events", max_events: int | None = None
+) -> JetTable:
+    """Read ``<collection>_*`` reco jets (with ``genJetIdx``) and the GenJets of ``path``."""
+    source = open_tree(path, tree)
+    present = set(source.branch_names)
+    source.require([*GENJET_KINEMATICS, f"{collection}_pt", f"{collection}_genJetIdx"])
+    reco_vars = [v for v in RECO_VARIABLES if f"{collection}_{v}" in present]
+    rho_branch = source.first_present(RHO_BRANCHES)
+    extra = [b for b in (PILEUP_BRANCH, rho_branch, OVERSAMPLE_INDEX_BRANCH) if b and b in present]
+    branches = [*GENJET_KINEMATICS, *(f"{collection}_{v}" for v in reco_vars), f"{collection}_genJetIdx", *extra]
+    stop = source.num_entries
+    gen: dict[str, list[np.ndarray]] = {k: [] for k in ("pt", "eta", "phi", "mass", "event")}
+    reco: dict[str, list[np.ndarray]] = {k: [] for k in (*reco_vars, "event", "gen_row")}
+    n_pu, rho = [], []
+    n_events = 0
+    n_gen_total = 0
+    for chunk in iterate_chunks(source, branches, step_size="100 MB", entry_stop=stop):
+        a = chunk.arrays
+        if OVERSAMPLE_INDEX_BRANCH in a:
+            first = ak.to_numpy(a[OVERSAMPLE_INDEX_BRANCH]) == 0
+            a = {k: v[first] for k, v in a.items()}
+        n = len(a["GenJet_pt"])
+        if max_events is not None:
+            n_take = max(0, min(n, max_events - n_events))
+            a = {k: v[:n_take] for k, v in a.items()}
+            n = n_take
+        if n == 0:
+            continue
+        n_gen = ak.to_numpy(ak.num(a["GenJet_pt"], axis=1)).astype(np.int64)
+        n_reco = ak.to_numpy(ak.num(a[f"{collection}_pt"], axis=1)).astype(np.int64)
+        gen_off = np.concatenate([[0], np.cumsum(n_gen)])
+        ev_gen = np.repeat(np.arange(n), n_gen)
+        ev_reco = np.repeat(np.arange(n), n_reco)
+        for f in ("pt", "eta", "phi", "mass"):
+            gen[f].append(np.asarray(ak.to_numpy(ak.flatten(a[f"GenJet_{f}"])), np.float64))
+        gen["event"].append(ev_gen + n_events)
+        for v in reco_vars:
+            reco[v].append(np.asarray(ak.to_numpy(ak.flatten(a[f"{collection}_{v}"])), np.float64))
+        idx = np.asarray(ak.to_numpy(ak.flatten(a[f"{collection}_genJetIdx"])), np.int64)
+        ok = (idx >= 0) & (idx < n_gen[ev_reco])
+        reco["gen_row"].append(np.where(ok, n_gen_total + gen_off[ev_reco] + idx, -1))
+        reco["event"].append(ev_reco + n_events)
+        n_pu.append(np.asarray(ak.to_numpy(a[PILEUP_BRANCH]), np.float64) if PILEUP_BRANCH in a else np.zeros(n))
+        rho.append(np.asarray(ak.to_numpy(a[rho_branch]), np.float64) if rho_branch in a else np.zeros(n))
+        n_events += n
+        n_gen_total += int(gen_off[-1])
+        if max_events is not None and n_events >= max_events:
+            break
+    cat = lambda parts, dt=np.float64: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    return JetTable(
+        path=str(path),
+        collection=collection,
+        n_events=n_events,
+        gen={k: cat(v, np.int64 if k == "event" else np.float64) for k, v in gen.items()},
+        reco={k: cat(v, np.int64 if k in ("event", "gen_row") else np.float64) for k, v in reco.items()},
+        n_pu=cat(n_pu),
+        rho=cat(rho),
+    )
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """Pass thresholds (issue 5)."""
+
+    max_w1_ratio: float = 1.5
+    max_auc: float = 0.55
+    max_median_shift: float = 0.01
+    max_resolution_shift: float = 0.05
+    max_efficiency_shift: float = 0.02
+    max_fake_shift: float = 0.02
+    min_bin_jets: int = 500
+
+
+@dataclass
+class CandidateResult:
+    label: str
+    path: str
+    collection: str
+    w1: dict[str, W1Result]
+    auc: tuple[float, float]
+    auc_features: list[str]
+    auc_kinematic: tuple[float, float]  # on (pt, eta, phi, mass) only, comparable between models
+    response: list[ResponseBin]
+    efficiency: tuple[float, float]
+    unmatched_per_event: tuple[float, float]
+    median_shift: list[float] = field(default_factory=list)  # per bin, cand/ref - 1 (NaN if too few jets)
+    resolution_shift: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ValidationResult:
+    reference_label: str
+    reference_path: str
+    reference_collection: str
+    n_events: int
+    pt_edges: tuple[float, ...]
+    eta_edges: tuple[float, ...]
+    reference_response: list[ResponseBin]
+    reference_efficiency: tuple[float, float]
+    reference_unmatched_per_event: tuple[float, float]
+    candidates: dict[str, CandidateResult]
+    criteria: Criteria
+    plots: list[str] = field(default_factory=list)
+
+    def checks(self, label: str) -> dict[str, tuple[float, bool]]:
+        """Worst value of each criterion for candidate ``label`` and whether it passes."""
+        c, k = self.candidates[label], self.criteria
+        out: dict[str, tuple[float, bool]] = {}
+        w1 = [r.value for r in c.w1.values() if np.isfinite(r.value)]
+        out["max W1 ratio"] = (max(w1) if w1 else float("nan"), bool(w1) and max(w1) <= k.max_w1_ratio)
+        out["AUC"] = (c.auc[0], c.auc[0] <= k.max_auc)
+        med = [abs(x) for x in c.median_shift if np.isfinite(x)]
+        res = [abs(x) for x in c.resolution_shift if np.isfinite(x)]
+        out["max |median shift|"] = (max(med) if med else float("nan"), bool(med) and max(med) <= k.max_median_shift)
+        out["max |resolution shift|"] = (max(res) if res else float("nan"), bool(res) and max(res) <= k.max_resolution_shift)
+        eff = c.efficiency[0] / self.reference_efficiency[0] - 1
+        out["efficiency shift"] = (eff, abs(eff) <= k.max_efficiency_shift)
+        fake = c.unmatched_per_event[0] / self.reference_unmatched_per_event[0] - 1 if self.reference_unmatched_per_event[0] > 0 else float("nan")
+        out["unmatched multiplicity shift"] = (fake, bool(np.isfinite(fake)) and abs(fake) <= k.max_fake_shift)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["checks"] = {label: self.checks(label) for label in self.candidates}
+        return d
+
+
+def _auc_rows(table: JetTable, variables: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    m = table.reco["gen_row"] >= 0
+    rows = table.reco["gen_row"][m]
+    g = {f: table.gen[f][rows] for f in ("pt", "eta", "phi", "mass")}
+    r = {v: table.reco[v][m] for v in variables}
+    cols = [np.log(g["pt"]), g["eta"], g["phi"], np.log1p(np.maximum(g["mass"], 0))]
+    names = ["gen_log_pt", "gen_eta", "gen_phi", "gen_log1p_mass"]
+    for v in variables:
+        x = r[v]
+        if v == "pt":
+            cols += [np.log(np.maximum(x, 1e-3)), x / g["pt"]]
+            names += ["log_pt", "response"]
+        elif v == "eta":
+            cols += [x, x - g["eta"]]
+            names += ["eta", "deta"]
+        elif v == "phi":
+            cols += [x, np.mod(x - g["phi"] + np.pi, 2 * np.pi) - np.pi]
+            names += ["phi", "dphi"]
+        elif v == "mass":
+            cols += [np.log1p(np.maximum(x, 0)), np.log1p(np.maximum(x, 0)) - np.log1p(np.maximum(g["mass"], 0))]
+            names += ["log1p_mass", "dlog1p_mass"]
+        else:
+            cols.append(x)
+            names.append(v)
+    return np.column_stack(cols), table.reco["event"][m], names
+
+
+def _response(table: JetTable, pt_edges: Sequence[float], eta_edges: Sequence[float]) -> list[ResponseBin]:
+    m = table.reco["gen_row"] >= 0
+    rows = table.reco["gen_row"][m]
+    return response_table(table.gen["pt"][rows], table.gen["eta"][rows], table.reco["pt"][m], pt_edges, eta_edges)
+
+
+def _check_same_events(ref: JetTable, cand: JetTable) -> None:
+    if ref.n_events != cand.n_events or len(ref.gen["pt"]) != len(cand.gen["pt"]) or not np.allclose(
+        ref.gen["pt"], cand.gen["pt"], rtol=1e-6, equal_nan=True
+    ):
+        raise HepfastsimError(
+            f"{cand.path!r} ({cand.n_events} events, {len(cand.gen['pt'])} gen jets) does not hold the same gen events "
+            f"as the reference {ref.path!r} ({ref.n_events} events, {len(ref.gen['pt'])} gen jets); "
+            "validate compares fast simulations of the reference's own gen events"
+        )
+
+
+def validate(
+    reference: JetTable,
+    candidates: Mapping[str, JetTable],
+    *,
+    pt_edges: Sequence[float] = DEFAULT_PT_EDGES,
+    eta_edges: Sequence[float] = DEFAULT_ETA_EDGES,
+    criteria: Criteria = Criteria(),
+    reference_label: str = "reference",
+    seed: int = 0,
+) -> ValidationResult:
+    """All metrics of every candidate against the reference (see the module docstring)."""
+    if reference.n_events == 0:
+        raise HepfastsimError(f"reference {reference.path!r} has no events")
+    ref_resp = _response(reference, pt_edges, eta_edges)
+    ref_eff = mean_with_error(reference.matched_gen.astype(np.float64))
+    ref_fake = mean_with_error(reference.unmatched_per_event)
+    results: dict[str, CandidateResult] = {}
+    for label, cand in candidates.items():
+        _check_same_events(reference, cand)
+        variables = [v for v in reference.variables if v in cand.variables]
+        w1 = {
+            v: w1_ratio(reference.reco[v], cand.reco[v], reference.reco["event"], cand.reco["event"], seed=seed)
+            for v in variables
+        }
+        xr, er, names = _auc_rows(reference, variables)
+        xc, ec, _ = _auc_rows(cand, variables)
+        auc = classifier_auc(xr, xc, er, ec, seed=seed)
+        kin = [v for v in ("pt", "eta", "phi", "mass") if v in variables]
+        xr4, er4, _ = _auc_rows(reference, kin)
+        xc4, ec4, _ = _auc_rows(cand, kin)
+        auc4 = classifier_auc(xr4, xc4, er4, ec4, seed=seed) if kin != variables else auc
+        resp = _response(cand, pt_edges, eta_edges)
+        med_shift, res_shift = [], []
+        for rb, cb in zip(ref_resp, resp):
+            enough = rb.n >= criteria.min_bin_jets and cb.n >= 2
+            med_shift.append(cb.median / rb.median - 1 if enough else float("nan"))
+            res_shift.append(cb.resolution / rb.resolution - 1 if enough else float("nan"))
+        results[label] = CandidateResult(
+            label=label, path=cand.path, collection=cand.collection, w1=w1, auc=auc, auc_features=names,
+            auc_kinematic=auc4, response=resp,
+            efficiency=mean_with_error(cand.matched_gen.astype(np.float64)),
+            unmatched_per_event=mean_with_error(cand.unmatched_per_event),
+            median_shift=med_shift, resolution_shift=res_shift,
+        )
+    return ValidationResult(
+        reference_label=reference_label, reference_path=reference.path, reference_collection=reference.collection,
+        n_events=reference.n_events, pt_edges=tuple(pt_edges), eta_edges=tuple(eta_edges),
+        reference_response=ref_resp, reference_efficiency=ref_eff, reference_unmatched_per_event=ref_fake,
+        candidates=results, criteria=criteria,
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(v: float, e: float | None = None, digits: int = 3) -> str:
+    if not np.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f} ± {e:.{digits}f}" if e is not None and np.isfinite(e) else f"{v:.{digits}f}"
+
+
+def summary_markdown(result: ValidationResult) -> str:
+    """The summary table (markdown): one column per candidate, then the per-bin response table."""
+    labels = list(result.candidates)
+    k = result.criteria
+    head = "| metric | criterion | " + " | ".join(labels) + " |\n|---|---|" + "---|" * len(labels) + "\n"
+    rows = []
+    all_vars = [v for v in RECO_VARIABLES if any(v in c.w1 for c in result.candidates.values())]
+    for v in all_vars:
+        cells = [_fmt(c.w1[v].value, c.w1[v].error, 2) if v in c.w1 else "n/a" for c in result.candidates.values()]
+        rows.append(f"| W1 ratio {v} | <= {k.max_w1_ratio} | " + " | ".join(cells) + " |")
+    rows.append(f"| classifier AUC (all common reco variables) | <= {k.max_auc} | "
+                + " | ".join(_fmt(*c.auc) for c in result.candidates.values()) + " |")
+    rows.append(f"| classifier AUC (pt, eta, phi, mass) | <= {k.max_auc} | "
+                + " | ".join(_fmt(*c.auc_kinematic) for c in result.candidates.values()) + " |")
+    for name, key, limit in (("median", "median_shift", k.max_median_shift), ("resolution", "resolution_shift", k.max_resolution_shift)):
+        cells = []
+        for c in result.candidates.values():
+            vals = np.array([x for x in getattr(c, key) if np.isfinite(x)])
+            cells.append(f"{np.max(np.abs(vals)):.4f} ({np.sum(np.abs(vals) <= limit)}/{len(vals)} bins pass)" if len(vals) else "n/a")
+        rows.append(f"| max abs. rel. {name} shift (bins >= {k.min_bin_jets} jets) | <= {limit} | " + " | ".join(cells) + " |")
+    rows.append(f"| efficiency (ref. {_fmt(*result.reference_efficiency, 4)}) | rel. shift <= {k.max_efficiency_shift} | "
+                + " | ".join(f"{_fmt(*c.efficiency, 4)} ({c.efficiency[0] / result.reference_efficiency[0] - 1:+.4f})"
+                             for c in result.candidates.values()) + " |")
+    rf = result.reference_unmatched_per_event
+    rows.append(f"| unmatched jets / event (ref. {_fmt(*rf)}) | rel. shift <= {k.max_fake_shift} | "
+                + " | ".join(f"{_fmt(*c.unmatched_per_event)} ({(c.unmatched_per_event[0] / rf[0] - 1) if rf[0] > 0 else float('nan'):+.4f})"
+                             for c in result.candidates.values()) + " |")
+    passes = []
+    for label in labels:
+        checks = result.checks(label)
+        passes.append("all pass" if all(ok for _, ok in checks.values()) else "fails: " + ", ".join(n for n, (_, ok) in checks.items() if not ok))
+    rows.append("| **verdict** | | " + " | ".join(passes) + " |")
+    table = head + "\n".join(rows) + "\n"
+
+    # per-bin response table
+    bins = "\n| gen pT [GeV] | abs(eta) | n ref | median ref | res. ref | " + " | ".join(
+        f"median {l} (shift) | res. {l} (shift)" for l in labels) + " |\n|---|---|---|---|---|" + "---|---|" * len(labels) + "\n"
+    for i, rb in enumerate(result.reference_response):
+        if rb.n < 2:
+            continue
+        cells = []
+        for c in result.candidates.values():
+            cb = c.response[i]
+            cells.append(f"{cb.median:.4f} ({c.median_shift[i]:+.4f})" if np.isfinite(c.median_shift[i]) else f"{cb.median:.4f} (few jets)")
+            cells.append(f"{cb.resolution:.4f} ({c.resolution_shift[i]:+.4f})" if np.isfinite(c.resolution_shift[i]) else f"{cb.resolution:.4f} (few jets)")
+        bins += (f"| {rb.pt_low:g}-{rb.pt_high:g} | {rb.eta_low:g}-{rb.eta_high:g} | {rb.n} | {rb.median:.4f} | "
+                 f"{rb.resolution:.4f} | " + " | ".join(cells) + " |\n")
+    header = (f"Reference: `{result.reference_path}` ({result.reference_collection}), {result.n_events:,} events; "
+              + "; ".join(f"{l}: `{c.path}` ({c.collection})" for l, c in result.candidates.items()) + "\n\n")
+    return header + table + bins
+
+
+def make_plots(result: ValidationResult, reference: JetTable, candidates: Mapping[str, JetTable], out_dir: Path) -> list[str]:
+    """PNG figures of distributions, response, efficiency and unmatched jets."""
+    from hepfastsim.evaluation import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    edges = {
+        "pt": np.geomspace(15, max(3000.0, float(np.percentile(reference.reco["pt"], 99.9)) if len(reference.reco["pt"]) else 3000.0), 41),
+        "eta": np.linspace(-5, 5, 51), "phi": np.linspace(-np.pi, np.pi, 33), "mass": np.geomspace(0.5, 500, 41),
+        "nConstituents": np.arange(0.5, 100.5, 2.0), "area": np.linspace(0, 1.0, 51),
+    }
+    for v in reference.variables:
+        cands = {l: t.reco[v] for l, t in candidates.items() if v in t.reco}
+        label, logy = _VAR_LABELS[v]
+        paths.append(plots.plot_distribution(out_dir / f"dist_{v}.png", v, reference.reco[v], cands, edges[v],
+                                             xlabel=label, logy=logy, reference_label=result.reference_label))
+    pe = np.asarray(result.pt_edges)
+    n_pt = len(pe) - 1
+    for j, (e0, e1) in enumerate(zip(result.eta_edges[:-1], result.eta_edges[1:])):
+        sl = slice(j * n_pt, (j + 1) * n_pt)
+
+        def series(bins: list[ResponseBin]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            return {"median": (np.array([b.median for b in bins]), np.array([b.median_error for b in bins])),
+                    "resolution": (np.array([b.resolution for b in bins]), np.array([b.resolution_error for b in bins]))}
+
+        paths.append(plots.plot_response(
+            out_dir / f"response_eta{j}.png", pe, series(result.reference_response[sl]),
+            {l: series(c.response[sl]) for l, c in result.candidates.items()},
+            eta_label=f"{e0:g} < |η| < {e1:g}", reference_label=result.reference_label))
+    eff_edges = np.array([10, 15, 20, 25, 30, 40, 50, 70, 100, 150, 200, 300, 500, 1000, 3000], np.float64)
+    curve = lambda t: efficiency_curve(t.gen["pt"], t.matched_gen, eff_edges)[:2]  # noqa: E731
+    paths.append(plots.plot_curve(out_dir / "efficiency_pt.png", eff_edges, curve(reference),
+                                  {l: curve(t) for l, t in candidates.items()}, xlabel="gen jet $p_T$ [GeV]",
+                                  ylabel="matching efficiency", logx=True, reference_label=result.reference_label))
+    eta_e = np.linspace(-5, 5, 21)
+    curve_eta = lambda t: efficiency_curve(t.gen["eta"], t.matched_gen, eta_e)[:2]  # noqa: E731
+    paths.append(plots.plot_curve(out_dir / "efficiency_eta.png", eta_e, curve_eta(reference),
+                                  {l: curve_eta(t) for l, t in candidates.items()}, xlabel=r"gen jet $\eta$",
+                                  ylabel="matching efficiency", reference_label=result.reference_label))
+    npu_edges = np.unique(np.percentile(reference.n_pu, np.linspace(0, 100, 11))) if reference.n_events else np.array([0.0, 1.0])
+    if len(npu_edges) < 2:
+        npu_edges = np.array([npu_edges[0] - 0.5, npu_edges[0] + 0.5])
+    npu_edges[-1] += 1e-6
+
+    def fakes(t: JetTable) -> tuple[np.ndarray, np.ndarray]:
+        b = np.clip(np.searchsorted(npu_edges, t.n_pu, side="right") - 1, 0, len(npu_edges) - 2)
+        u = t.unmatched_per_event
+        n = np.bincount(b, minlength=len(npu_edges) - 1).astype(np.float64)
+        s = np.bincount(b, weights=u, minlength=len(npu_edges) - 1)
+        s2 = np.bincount(b, weights=u * u, minlength=len(npu_edges) - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s / n
+            return mean, np.sqrt(np.maximum(s2 / n - mean**2, 0) / n)
+
+    paths.append(plots.plot_curve(out_dir / "unmatched_vs_npu.png", npu_edges, fakes(reference),
+                                  {l: fakes(t) for l, t in candidates.items()}, xlabel="number of pileup interactions",
+                                  ylabel="unmatched reco jets / event", reference_label=result.reference_label,
+                                  ratio_range=(0.0, 2.0)))
+    return [str(p) for p in paths]
+
+
+def write_report(result: ValidationResult, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``summary.md`` and ``summary.json`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "summary.md", out / "summary.json"
+    md.write_text(summary_markdown(result))
+    js.write_text(json.dumps(result.to_dict(), indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n")
+    return md, js

@@ -1,0 +1,1 @@
+"""Trained networks (torch) behind the simulators; built lazily, weights in ``data/``."""

@@ -1,0 +1,447 @@
+r"""The learned gen -> reco jet kinematics model (FlashSim-like, arXiv:2402.13684).
+
+Four small torch networks, all conditioned on generator-level information only:
+
+* ``flow``: a conditional neural spline flow (coupling rational-quadratic splines, Durkan
+  et al. arXiv:1906.04032, built with ``zuko``) over the six reco features of a *matched*
+  gen jet, sampled jointly:
+
+  ====  ==========================================================================
+  dim   target (before robust standardisation)
+  ====  ==========================================================================
+  0     :math:`\log(p_T^{reco}/p_T^{gen}) / \sigma_{p_T}(p_T^{gen}, \eta^{gen}, \rho)`
+  1     :math:`(\eta^{reco} - \eta^{gen}) / \sigma_\theta(p_T^{gen})`
+  2     :math:`\Delta\phi(\phi^{reco}, \phi^{gen}) / \sigma_\theta(p_T^{gen})` (wrapped)
+  3     :math:`\log(1 + m^{reco}) - \log(1 + m^{gen})` (GeV)
+  4     :math:`\log(n_{const} + u)`, :math:`u \sim U[0, 1)` (dequantised count)
+  5     jet area
+  ====  ==========================================================================
+
+  :math:`\sigma_{p_T}` and :math:`\sigma_\theta` are the fixed analytic resolutions of the
+  parametric baseline (:class:`~hepfastsim.simulators.parametric.ParametricSimulator`),
+  used only as a pre-scaling so that the flow sees targets of similar width at every pT.
+* ``efficiency``: an MLP giving the probability that a gen jet has a reco jet.
+* ``fake_count``: an MLP giving a categorical distribution of the number of unmatched
+  (pileup and fake) reco jets per event, given (nPU, rho, number of gen jets).
+* ``fake_flow``: a conditional spline flow over (log(pT - pT_floor), eta, log(1 + m),
+  log(n_const + u), area) of an unmatched jet; its phi is uniform.
+
+Gen-jet context (in this order, standardised): log pT, eta, log(1 + m), m / pT, flavour
+one-hot (b, c, g, light quark, other), nPU, rho, Delta R to the nearest other gen jet
+(capped at 5). Everything is float32. Nothing here draws random numbers: samplers take the
+base-distribution noise as arguments, so callers key it per event
+(:mod:`hepfastsim.kernels.rng`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.errors import ModelError
+
+__all__ = [
+    "ARCH_DEFAULTS",
+    "Architecture",
+    "CONTEXT_NAMES",
+    "TARGET_NAMES",
+    "FAKE_TARGET_NAMES",
+    "FAKE_CONTEXT_NAMES",
+    "gen_context",
+    "nearest_neighbour_dr",
+    "matched_targets",
+    "decode_matched",
+    "fake_targets",
+    "decode_fakes",
+    "fake_context",
+    "build_model",
+    "save_model",
+    "load_model",
+    "LoadedModel",
+    "Scaler",
+    "n_parameters",
+    "categorical_cdf",
+]
+
+CONTEXT_NAMES: tuple[str, ...] = (
+    "log_pt", "eta", "log1p_mass", "mass_over_pt",
+    "flav_b", "flav_c", "flav_g", "flav_light", "flav_other",
+    "n_pu", "rho", "nearest_dr",
+)
+TARGET_NAMES: tuple[str, ...] = ("log_response", "deta", "dphi", "dlog1p_mass", "log_nconst", "area")
+FAKE_CONTEXT_NAMES: tuple[str, ...] = ("n_pu", "rho", "n_gen")
+FAKE_TARGET_NAMES: tuple[str, ...] = ("log_pt_above_floor", "eta", "log1p_mass", "log_nconst", "area")
+
+# Fixed analytic pre-scalings (the parametric baseline's resolutions), see module docstring.
+_ANGULAR_A_GEV = 0.8
+_ANGULAR_B = 0.005
+_NEAREST_DR_CAP = 5.0
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Sizes of the networks (stored in the metadata; the weights need the same sizes)."""
+
+    flow_transforms: int = 6
+    flow_hidden: tuple[int, ...] = (64, 64)
+    flow_bins: int = 8
+    eff_hidden: tuple[int, ...] = (64, 64)
+    fake_count_hidden: tuple[int, ...] = (32, 32)
+    fake_max: int = 24  # categories 0..fake_max unmatched jets per event
+    fake_flow_transforms: int = 4
+    fake_flow_hidden: tuple[int, ...] = (48, 48)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Architecture:
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**kw)
+
+
+ARCH_DEFAULTS = Architecture()
+
+
+# --------------------------------------------------------------------------- features
+
+
+def _wrap(dphi: np.ndarray) -> np.ndarray:
+    return np.mod(dphi + np.pi, 2 * np.pi) - np.pi
+
+
+def _pt_scale(pt: np.ndarray, eta: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    from hepfastsim.simulators.parametric import ParametricSimulator
+
+    return ParametricSimulator().relative_resolution(pt, eta, rho)
+
+
+def _angle_scale(pt: np.ndarray) -> np.ndarray:
+    return np.hypot(_ANGULAR_A_GEV / pt, _ANGULAR_B)
+
+
+def nearest_neighbour_dr(jets: ak.Array) -> np.ndarray:
+    """Delta R from each gen jet to the nearest other gen jet of its event (flat, float64;
+    ``5`` where the jet is alone or the nearest is farther)."""
+    pairs = ak.cartesian([jets[["eta", "phi"]], jets[["eta", "phi"]]], axis=1, nested=True)
+    a, b = ak.unzip(pairs)
+    deta = a.eta - b.eta
+    dphi = (a.phi - b.phi + np.pi) % (2 * np.pi) - np.pi
+    dr = np.sqrt(deta * deta + dphi * dphi)
+    idx = ak.local_index(jets.eta, axis=1)
+    same = idx[:, :, None] == ak.local_index(dr, axis=2)
+    dr = ak.where(same, _NEAREST_DR_CAP, dr)
+    nearest = ak.fill_none(ak.min(dr, axis=2), _NEAREST_DR_CAP)
+    out = np.asarray(ak.to_numpy(ak.flatten(nearest, axis=1)), dtype=np.float64)
+    return np.minimum(np.nan_to_num(out, nan=_NEAREST_DR_CAP), _NEAREST_DR_CAP)
+
+
+def _flavour_onehot(parton: np.ndarray, hadron: np.ndarray) -> np.ndarray:
+    b = hadron == 5
+    c = (hadron == 4) & ~b
+    g = (parton == 21) & ~b & ~c
+    light = (np.abs(parton) >= 1) & (np.abs(parton) <= 3) & ~b & ~c
+    other = ~(b | c | g | light)
+    return np.stack([b, c, g, light, other], axis=1).astype(np.float64)
+
+
+def gen_context(
+    pt: np.ndarray,
+    eta: np.ndarray,
+    mass: np.ndarray,
+    parton: np.ndarray,
+    hadron: np.ndarray,
+    n_pu: np.ndarray,
+    rho: np.ndarray,
+    nearest_dr: np.ndarray,
+) -> np.ndarray:
+    """Unstandardised context (n_jets, len(CONTEXT_NAMES)), float64; pt, mass in GeV."""
+    pt = np.asarray(pt, np.float64)
+    mass = np.maximum(np.asarray(mass, np.float64), 0.0)
+    cols = [
+        np.log(pt),
+        np.asarray(eta, np.float64),
+        np.log1p(mass),
+        mass / pt,
+    ]
+    return np.column_stack(
+        [*cols, _flavour_onehot(np.asarray(parton), np.asarray(hadron)), n_pu, rho, nearest_dr]
+    ).astype(np.float64)
+
+
+def matched_targets(
+    gen_pt: np.ndarray, gen_eta: np.ndarray, gen_phi: np.ndarray, gen_mass: np.ndarray, rho: np.ndarray,
+    pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray, n_const: np.ndarray, area: np.ndarray,
+    dequant: np.ndarray,
+) -> np.ndarray:
+    """Flow targets (n, 6) of matched pairs, before standardisation; ``dequant`` in [0, 1)."""
+    s_pt = _pt_scale(gen_pt, gen_eta, rho)
+    s_ang = _angle_scale(gen_pt)
+    return np.column_stack([
+        np.log(pt / gen_pt) / s_pt,
+        (eta - gen_eta) / s_ang,
+        _wrap(phi - gen_phi) / s_ang,
+        np.log1p(np.maximum(mass, 0.0)) - np.log1p(np.maximum(gen_mass, 0.0)),
+        np.log(np.maximum(n_const, 0) + dequant),
+        area,
+    ]).astype(np.float64)
+
+
+def decode_matched(
+    y: np.ndarray, gen_pt: np.ndarray, gen_eta: np.ndarray, gen_phi: np.ndarray, gen_mass: np.ndarray, rho: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Inverse of :func:`matched_targets`: reco pt, eta, phi, mass (GeV, rad), nConstituents, area."""
+    s_pt = _pt_scale(gen_pt, gen_eta, rho)
+    s_ang = _angle_scale(gen_pt)
+    with np.errstate(over="ignore"):
+        return {
+            "pt": gen_pt * np.exp(np.clip(y[:, 0] * s_pt, -20, 5)),
+            "eta": gen_eta + y[:, 1] * s_ang,
+            "phi": _wrap(gen_phi + y[:, 2] * s_ang),
+            "mass": np.maximum(np.expm1(np.log1p(np.maximum(gen_mass, 0.0)) + np.clip(y[:, 3], -20, 10)), 0.0),
+            "nConstituents": np.maximum(np.floor(np.exp(np.clip(y[:, 4], -5, 8))), 1.0),
+            "area": np.maximum(y[:, 5], 0.0),
+        }
+
+
+def fake_context(n_pu: np.ndarray, rho: np.ndarray, n_gen: np.ndarray) -> np.ndarray:
+    """Unstandardised event context (n_events, 3) of the unmatched-jet models."""
+    return np.column_stack([n_pu, rho, n_gen]).astype(np.float64)
+
+
+def fake_targets(
+    pt: np.ndarray, eta: np.ndarray, mass: np.ndarray, n_const: np.ndarray, area: np.ndarray,
+    dequant: np.ndarray, pt_floor: float,
+) -> np.ndarray:
+    """Unmatched-jet flow targets (n, 5), before standardisation."""
+    return np.column_stack([
+        np.log(np.maximum(pt - pt_floor, 1e-3)),
+        eta,
+        np.log1p(np.maximum(mass, 0.0)),
+        np.log(np.maximum(n_const, 0) + dequant),
+        area,
+    ]).astype(np.float64)
+
+
+def decode_fakes(y: np.ndarray, phi_uniform: np.ndarray, pt_floor: float) -> dict[str, np.ndarray]:
+    """Inverse of :func:`fake_targets`; phi = pi (2 u - 1)."""
+    with np.errstate(over="ignore"):
+        return {
+            "pt": pt_floor + np.exp(np.clip(y[:, 0], -20, 9)),
+            "eta": y[:, 1],
+            "phi": np.pi * (2.0 * phi_uniform - 1.0),
+            "mass": np.maximum(np.expm1(np.clip(y[:, 2], -20, 10)), 0.0),
+            "nConstituents": np.maximum(np.floor(np.exp(np.clip(y[:, 3], -5, 8))), 1.0),
+            "area": np.maximum(y[:, 4], 0.0),
+        }
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _coupling_masks(features: int, transforms: int) -> list[list[bool]]:
+    """Alternating checkered and half-split masks, so every pair of features conditions each other."""
+    patterns = [
+        [i % 2 == 1 for i in range(features)],
+        [i % 2 == 0 for i in range(features)],
+        [i < features // 2 for i in range(features)],
+        [i >= features // 2 for i in range(features)],
+    ]
+    return [patterns[t % len(patterns)] for t in range(transforms)]
+
+
+def _spline_flow(features: int, context: int, transforms: int, hidden: tuple[int, ...], bins: int) -> Any:
+    import torch
+    import zuko
+    from functools import partial
+
+    from zuko.flows.coupling import GeneralCouplingTransform
+    from zuko.transforms import MonotonicRQSTransform
+
+    layers = [
+        GeneralCouplingTransform(
+            features=features,
+            context=context,
+            mask=torch.tensor(mask),
+            univariate=partial(MonotonicRQSTransform, slope=1e-3),
+            shapes=[(bins,), (bins,), (bins - 1,)],
+            hidden_features=hidden,
+            activation=torch.nn.SiLU,
+        )
+        for mask in _coupling_masks(features, transforms)
+    ]
+    base = zuko.flows.UnconditionalDistribution(
+        zuko.distributions.DiagNormal, loc=torch.zeros(features), scale=torch.ones(features), buffer=True
+    )
+    return zuko.flows.Flow(layers, base)
+
+
+def _mlp(inputs: int, outputs: int, hidden: tuple[int, ...]) -> Any:
+    import torch
+
+    layers: list[Any] = []
+    width = inputs
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.SiLU()]
+        width = h
+    layers.append(torch.nn.Linear(width, outputs))
+    return torch.nn.Sequential(*layers)
+
+
+def build_model(arch: Architecture = ARCH_DEFAULTS) -> Any:
+    """The four networks in one ``torch.nn.Module`` (float32, untrained)."""
+    import torch
+
+    model = torch.nn.Module()
+    model.flow = _spline_flow(len(TARGET_NAMES), len(CONTEXT_NAMES), arch.flow_transforms, arch.flow_hidden, arch.flow_bins)
+    model.efficiency = _mlp(len(CONTEXT_NAMES), 1, arch.eff_hidden)
+    model.fake_count = _mlp(len(FAKE_CONTEXT_NAMES), arch.fake_max + 1, arch.fake_count_hidden)
+    model.fake_flow = _spline_flow(
+        len(FAKE_TARGET_NAMES), len(FAKE_CONTEXT_NAMES), arch.fake_flow_transforms, arch.fake_flow_hidden, arch.flow_bins
+    )
+    return model.float()
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation x -> (x - center) / scale, per column."""
+
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, robust: bool = False) -> Scaler:
+        if robust:
+            q16, q50, q84 = np.percentile(x, [16, 50, 84], axis=0)
+            center, scale = q50, (q84 - q16) / 2
+        else:
+            center, scale = x.mean(axis=0), x.std(axis=0)
+        scale = np.where(scale > 1e-6, scale, 1.0)
+        return cls(tuple(float(c) for c in center), tuple(float(s) for s in scale))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return (x - np.asarray(self.center)) / np.asarray(self.scale)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return z * np.asarray(self.scale) + np.asarray(self.center)
+
+
+@dataclass
+class LoadedModel:
+    """A trained model: the torch module, its scalers and its metadata."""
+
+    module: Any
+    arch: Architecture
+    context_scaler: Scaler
+    target_scaler: Scaler
+    fake_context_scaler: Scaler
+    fake_target_scaler: Scaler
+    fake_pt_floor: float
+    metadata: dict[str, Any]
+
+    def scalers_dict(self) -> dict[str, Any]:
+        return {
+            "context": asdict(self.context_scaler),
+            "target": asdict(self.target_scaler),
+            "fake_context": asdict(self.fake_context_scaler),
+            "fake_target": asdict(self.fake_target_scaler),
+            "fake_pt_floor": self.fake_pt_floor,
+        }
+
+
+FORMAT = "hepfastsim-kinematics-v1"
+
+
+def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
+    """Write ``<path>.safetensors`` (weights) and ``<path>.json`` (architecture, scalers, metadata).
+
+    ``path`` may be given with or without either suffix. No pickle is involved.
+    """
+    from safetensors.torch import save_file
+
+    base = _base_path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
+    doc = {
+        "format": FORMAT,
+        "architecture": asdict(model.arch),
+        "scalers": model.scalers_dict(),
+        "context_names": list(CONTEXT_NAMES),
+        "target_names": list(TARGET_NAMES),
+        "fake_context_names": list(FAKE_CONTEXT_NAMES),
+        "fake_target_names": list(FAKE_TARGET_NAMES),
+        **model.metadata,
+    }
+    weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    save_file(tensors, str(weights), metadata={"format": FORMAT})
+    meta.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+    return weights, meta
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _base_path(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load weights and metadata written by :func:`save_model` (safetensors + JSON, no pickle)."""
+    from safetensors.torch import load_file
+
+    base = _base_path(path)
+    weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    for p in (weights, meta):
+        if not p.is_file():
+            raise ModelError(f"cannot load kinematics model: no file {str(p)!r}")
+    try:
+        doc = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelError(f"cannot read model metadata {str(meta)!r}: {err}") from err
+    if doc.get("format") != FORMAT:
+        raise ModelError(f"model metadata {str(meta)!r}: expected format {FORMAT!r}, got {doc.get('format')!r}")
+    arch = Architecture.from_dict(doc["architecture"])
+    module = build_model(arch)
+    try:
+        state = load_file(str(weights))
+        module.load_state_dict(state, strict=True)
+    except Exception as err:  # safetensors header errors, missing/unexpected keys, shape mismatch
+        raise ModelError(f"cannot load weights {str(weights)!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    s = doc["scalers"]
+    mk = lambda d: Scaler(tuple(d["center"]), tuple(d["scale"]))  # noqa: E731
+    meta_only = {k: v for k, v in doc.items() if k not in ("format", "architecture", "scalers")}
+    return LoadedModel(
+        module=module,
+        arch=arch,
+        context_scaler=mk(s["context"]),
+        target_scaler=mk(s["target"]),
+        fake_context_scaler=mk(s["fake_context"]),
+        fake_target_scaler=mk(s["fake_target"]),
+        fake_pt_floor=float(s["fake_pt_floor"]),
+        metadata=meta_only,
+    )
+
+
+def n_parameters(module: Any) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+def categorical_cdf(logits: np.ndarray) -> np.ndarray:
+    """Cumulative probabilities (n, K) of softmax(logits), last column exactly 1."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    cdf = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
+    cdf[:, -1] = 1.0
+    return cdf
+

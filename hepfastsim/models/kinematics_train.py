@@ -1,0 +1,413 @@
+"""Training of the kinematics model on any NanoAOD-like files with gen and reco jets.
+
+Input: ``GenJet_{pt,eta,phi,mass}`` (flavours optional), ``Jet_{pt,eta,phi,mass,genJetIdx,
+nConstituents,area}``, and when present ``Pileup_nPU`` and the rho branch. A gen jet is
+*matched* when a reco jet points to it through ``Jet_genJetIdx`` (the leading one if
+several do); reco jets with ``genJetIdx < 0`` (or pointing outside the GenJet list) are the
+unmatched (pileup and fake) jets. Events are split into training and held-out sets by a
+seeded draw per event; the held-out loss picks the best epoch of each network.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.errors import HepfastsimError
+from hepfastsim.io.nanoaod import (
+    GENJET_FLAVOUR,
+    GENJET_KINEMATICS,
+    PILEUP_BRANCH,
+    RHO_BRANCHES,
+    iterate_chunks,
+    open_tree,
+)
+from hepfastsim.models.kinematics_flow import (
+    ARCH_DEFAULTS,
+    Architecture,
+    LoadedModel,
+    Scaler,
+    build_model,
+    fake_context,
+    fake_targets,
+    gen_context,
+    matched_targets,
+    n_parameters,
+    nearest_neighbour_dr,
+)
+
+__all__ = ["RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
+
+RECO_BRANCHES: tuple[str, ...] = (
+    "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_genJetIdx", "Jet_nConstituents", "Jet_area",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of ``hepfastsim train kinematics``."""
+
+    epochs: int = 30
+    batch_size: int = 4096
+    learning_rate: float = 2e-3
+    holdout_fraction: float = 0.1
+    max_events: int | None = None  # per file
+    seed: int = 0
+    arch: Architecture = ARCH_DEFAULTS
+    # wall-clock budget of each network's training (the flow gets the share ``flow_share``)
+    max_minutes: float | None = None
+    flow_share: float = 0.6
+    tree: str = "Events"
+
+
+@dataclass
+class TrainingData:
+    """Flat numpy arrays extracted from the training files (float64 unless stated)."""
+
+    context: np.ndarray  # (n_gen_jets, C)
+    matched: np.ndarray  # (n_gen_jets,) bool
+    jet_holdout: np.ndarray  # (n_gen_jets,) bool
+    targets: np.ndarray  # (n_matched, 6), column 4 holds the integer count (dequantised later)
+    matched_holdout: np.ndarray  # (n_matched,) bool
+    matched_context_rows: np.ndarray  # (n_matched,) int64 rows of ``context``
+    event_context: np.ndarray  # (n_events, 3)
+    fake_counts: np.ndarray  # (n_events,) int64
+    event_holdout: np.ndarray  # (n_events,) bool
+    fake_jets: np.ndarray  # (n_fakes, 5), column 3 holds the integer count
+    fake_event: np.ndarray  # (n_fakes,) int64 rows of ``event_context``
+    fake_pt_floor: float
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "events": int(len(self.event_context)),
+            "gen_jets": int(len(self.context)),
+            "matched_jets": int(self.matched.sum()),
+            "unmatched_reco_jets": int(len(self.fake_jets)),
+            "holdout_events": int(self.event_holdout.sum()),
+            "efficiency": float(self.matched.mean()) if len(self.matched) else float("nan"),
+            "mean_unmatched_per_event": float(self.fake_counts.mean()) if len(self.fake_counts) else float("nan"),
+        }
+
+
+def _np(a: Any, dtype: Any = np.float64) -> np.ndarray:
+    return np.asarray(ak.to_numpy(a), dtype=dtype)
+
+
+def _flat(a: Any, dtype: Any = np.float64) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(a, axis=1)), dtype=dtype)
+
+
+def load_training_data(
+    files: Sequence[str],
+    *,
+    tree: str = "Events",
+    max_events: int | None = None,
+    holdout_fraction: float = 0.1,
+    seed: int = 0,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> TrainingData:
+    """Read gen/reco jet pairs from ``files`` (see the module docstring); raises
+    :class:`~hepfastsim.errors.BranchNotFoundError` naming file, tree and branch if one is missing."""
+    if not files:
+        raise HepfastsimError("no training files given")
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "gen_pt", "gen_eta", "gen_phi", "gen_mass", "parton", "hadron", "npu_j", "rho_j", "dr", "matched",
+        "jet_hold", "reco_idx_pt", "reco_eta", "reco_phi", "reco_mass", "reco_n", "reco_area",
+        "ev_npu", "ev_rho", "ev_ngen", "ev_nfake", "ev_hold",
+        "f_pt", "f_eta", "f_mass", "f_n", "f_area", "f_event",
+    )}
+    file_info: list[dict[str, Any]] = []
+    event_base = 0
+    for path in files:
+        source = open_tree(path, tree)
+        source.require([*GENJET_KINEMATICS, *RECO_BRANCHES])
+        present = set(source.branch_names)
+        optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in present]
+        rho_branch = source.first_present(RHO_BRANCHES)
+        branches = [*GENJET_KINEMATICS, *optional, *([rho_branch] if rho_branch else []), *RECO_BRANCHES]
+        stop = source.num_entries if max_events is None else min(max_events, source.num_entries)
+        n_file = 0
+        for chunk in iterate_chunks(source, branches, step_size="100 MB", entry_stop=stop):
+            a = chunk.arrays
+            n = len(chunk)
+            if n == 0:
+                continue
+            n_gen = _np(ak.num(a["GenJet_pt"], axis=1), np.int64)
+            gen_off = np.concatenate([[0], np.cumsum(n_gen)])
+            n_reco = _np(ak.num(a["Jet_pt"], axis=1), np.int64)
+            ev_of_gen = np.repeat(np.arange(n), n_gen)
+            ev_of_reco = np.repeat(np.arange(n), n_reco)
+            npu = _np(a[PILEUP_BRANCH]) if PILEUP_BRANCH in a else np.zeros(n)
+            rho = _np(a[rho_branch]) if rho_branch else np.zeros(n)
+            hold = rng.random(n) < holdout_fraction
+            gidx = _flat(a["Jet_genJetIdx"], np.int64)
+            matched_reco = (gidx >= 0) & (gidx < n_gen[ev_of_reco])
+            global_gen = gen_off[ev_of_reco] + np.where(matched_reco, gidx, 0)
+            reco_of_gen = np.full(int(gen_off[-1]), -1, np.int64)
+            rows = np.flatnonzero(matched_reco)[::-1]  # reversed: the leading reco jet is written last and wins
+            reco_of_gen[global_gen[rows]] = rows
+            gen = {f: _flat(a[f"GenJet_{f}"]) for f in ("pt", "eta", "phi", "mass")}
+            jets = ak.zip({"eta": a["GenJet_eta"], "phi": a["GenJet_phi"]})
+            parts["gen_pt"].append(gen["pt"])
+            parts["gen_eta"].append(gen["eta"])
+            parts["gen_phi"].append(gen["phi"])
+            parts["gen_mass"].append(gen["mass"])
+            for name, key in (("GenJet_partonFlavour", "parton"), ("GenJet_hadronFlavour", "hadron")):
+                parts[key].append(_flat(a[name], np.int64) if name in a else np.zeros(int(gen_off[-1]), np.int64))
+            parts["npu_j"].append(npu[ev_of_gen])
+            parts["rho_j"].append(rho[ev_of_gen])
+            parts["dr"].append(nearest_neighbour_dr(jets))
+            parts["matched"].append(reco_of_gen >= 0)
+            parts["jet_hold"].append(hold[ev_of_gen])
+            reco = {f: _flat(a[f"Jet_{f}"]) for f in ("pt", "eta", "phi", "mass", "nConstituents", "area")}
+            sel = reco_of_gen[reco_of_gen >= 0]
+            parts["reco_idx_pt"].append(reco["pt"][sel])
+            parts["reco_eta"].append(reco["eta"][sel])
+            parts["reco_phi"].append(reco["phi"][sel])
+            parts["reco_mass"].append(reco["mass"][sel])
+            parts["reco_n"].append(reco["nConstituents"][sel])
+            parts["reco_area"].append(reco["area"][sel])
+            fake = ~matched_reco
+            parts["ev_npu"].append(npu)
+            parts["ev_rho"].append(rho)
+            parts["ev_ngen"].append(n_gen.astype(np.float64))
+            parts["ev_nfake"].append(np.bincount(ev_of_reco[fake], minlength=n))
+            parts["ev_hold"].append(hold)
+            parts["f_pt"].append(reco["pt"][fake])
+            parts["f_eta"].append(reco["eta"][fake])
+            parts["f_mass"].append(reco["mass"][fake])
+            parts["f_n"].append(reco["nConstituents"][fake])
+            parts["f_area"].append(reco["area"][fake])
+            parts["f_event"].append(event_base + ev_of_reco[fake])
+            event_base += n
+            n_file += n
+            if on_progress is not None:
+                on_progress(str(path), n, stop)
+        file_info.append({"path": str(path), "events": n_file, "uuid": str(source.tree.file.uuid)})
+    c = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in parts.items()}
+    valid = np.isfinite(c["gen_pt"]) & (c["gen_pt"] > 0) & np.isfinite(c["gen_eta"]) & np.isfinite(c["gen_mass"])
+    if not valid.any():
+        raise HepfastsimError(f"no valid gen jets in {', '.join(map(str, files))}")
+    context = gen_context(c["gen_pt"], c["gen_eta"], c["gen_mass"], c["parton"], c["hadron"], c["npu_j"], c["rho_j"], c["dr"])
+    matched = c["matched"].astype(bool)
+    m_rows = np.flatnonzero(matched)
+    targets = matched_targets(
+        c["gen_pt"][m_rows], c["gen_eta"][m_rows], c["gen_phi"][m_rows], c["gen_mass"][m_rows], c["rho_j"][m_rows],
+        c["reco_idx_pt"], c["reco_eta"], c["reco_phi"], c["reco_mass"], c["reco_n"], c["reco_area"],
+        dequant=np.zeros(len(m_rows)),
+    )
+    targets[:, 4] = c["reco_n"]
+    keep_jet = valid
+    keep_m = valid[m_rows] & np.all(np.isfinite(targets), axis=1)
+    # re-index matched rows into the kept context rows
+    new_row = np.cumsum(keep_jet) - 1
+    pt_floor = float(0.98 * c["f_pt"].min()) if len(c["f_pt"]) else 0.0
+    fakes = fake_targets(c["f_pt"], c["f_eta"], c["f_mass"], c["f_n"], c["f_area"], np.zeros(len(c["f_pt"])), pt_floor)
+    fakes[:, 3] = c["f_n"]
+    return TrainingData(
+        context=context[keep_jet],
+        matched=matched[keep_jet],
+        jet_holdout=c["jet_hold"].astype(bool)[keep_jet],
+        targets=targets[keep_m],
+        matched_holdout=c["jet_hold"].astype(bool)[m_rows][keep_m],
+        matched_context_rows=new_row[m_rows][keep_m],
+        event_context=fake_context(c["ev_npu"], c["ev_rho"], c["ev_ngen"]),
+        fake_counts=c["ev_nfake"].astype(np.int64),
+        event_holdout=c["ev_hold"].astype(bool),
+        fake_jets=fakes,
+        fake_event=c["f_event"].astype(np.int64),
+        fake_pt_floor=pt_floor,
+        files=file_info,
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+ProgressFn = Callable[[str, int, int, float, float], None]  # (stage, epoch, epochs, train loss, held-out loss)
+
+
+def _dequantise(y: Any, column: int, gen: Any) -> Any:
+    import torch
+
+    out = y.clone()
+    out[:, column] = torch.log(torch.clamp(y[:, column], min=0.0) + torch.rand(len(y), generator=gen))
+    return out
+
+
+def _fit(
+    stage: str,
+    net: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    train: tuple[Any, ...],
+    held: tuple[Any, ...],
+    config: TrainConfig,
+    seconds: float | None,
+    gen: Any,
+    on_progress: ProgressFn | None,
+) -> dict[str, Any]:
+    """Adam with a cosine learning rate; keeps the parameters of the best held-out epoch."""
+    import torch
+
+    n = len(train[0])
+    if n == 0:
+        raise HepfastsimError(f"no training examples for the {stage} network")
+    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    total = config.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=config.learning_rate * 0.02)
+    best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()}, 0)
+    start = time.perf_counter()
+    history = []
+    epochs_done = 0
+    for epoch in range(config.epochs):
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        running, count = 0.0, 0
+        for s in range(steps_per_epoch):
+            idx = perm[s * config.batch_size:(s + 1) * config.batch_size]
+            loss = loss_fn(*(t[idx] for t in train))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            running += float(loss.detach()) * len(idx)
+            count += len(idx)
+        net.eval()
+        with torch.no_grad():
+            losses = []
+            for s in range(0, len(held[0]), 65536):
+                sl = slice(s, s + 65536)
+                losses.append(float(loss_fn(*(t[sl] for t in held))) * len(held[0][sl]))
+            val = sum(losses) / max(1, len(held[0]))
+        history.append((running / count, val))
+        epochs_done = epoch + 1
+        if val < best[0]:
+            best = (val, {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1)
+        if on_progress is not None:
+            on_progress(stage, epoch + 1, config.epochs, running / count, val)
+        if seconds is not None and time.perf_counter() - start > seconds:
+            break
+    net.load_state_dict(best[1])
+    return {
+        "epochs_run": epochs_done,
+        "best_epoch": best[2],
+        "best_heldout_loss": best[0],
+        "final_train_loss": history[-1][0],
+        "seconds": round(time.perf_counter() - start, 1),
+        "train_examples": int(n),
+        "heldout_examples": int(len(held[0])),
+    }
+
+
+def train_kinematics(
+    data: TrainingData,
+    config: TrainConfig = TrainConfig(),
+    on_progress: ProgressFn | None = None,
+) -> LoadedModel:
+    """Train the four networks of :mod:`hepfastsim.models.kinematics_flow` on ``data``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    arch = config.arch
+    module = build_model(arch)
+    f32 = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
+
+    ctx_scaler = Scaler.fit(data.context)
+    ctx = f32(ctx_scaler.forward(data.context))
+    # dequantised copy only to fit the scaler of the targets
+    rng = np.random.default_rng(config.seed)
+    t_fit = data.targets.copy()
+    t_fit[:, 4] = np.log(np.maximum(t_fit[:, 4], 0) + rng.random(len(t_fit)))
+    tgt_scaler = Scaler.fit(t_fit, robust=True)
+    f_fit = data.fake_jets.copy()
+    f_fit[:, 3] = np.log(np.maximum(f_fit[:, 3], 0) + rng.random(len(f_fit)))
+    fake_tgt_scaler = Scaler.fit(f_fit, robust=True) if len(f_fit) else Scaler((0.0,) * 5, (1.0,) * 5)
+    ev_scaler = Scaler.fit(data.event_context)
+    ev_ctx = f32(ev_scaler.forward(data.event_context))
+
+    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
+    share_rest = (1.0 - config.flow_share) / 3.0
+    report: dict[str, Any] = {}
+
+    # 1. matched flow
+    t_center, t_scale = f32(tgt_scaler.center), f32(tgt_scaler.scale)
+
+    def flow_loss(c: Any, y: Any) -> Any:
+        y = _dequantise(y, 4, gen)
+        return -module.flow(c).log_prob((y - t_center) / t_scale).mean()
+
+    m_ctx = ctx[torch.as_tensor(data.matched_context_rows)]
+    y = f32(data.targets)
+    hm = torch.as_tensor(data.matched_holdout)
+    report["flow"] = _fit("flow", module.flow, flow_loss, (m_ctx[~hm], y[~hm]), (m_ctx[hm], y[hm]), config,
+                          None if budget is None else budget * config.flow_share, gen, on_progress)
+
+    # 2. efficiency
+    bce = torch.nn.BCEWithLogitsLoss()
+
+    def eff_loss(c: Any, m: Any) -> Any:
+        return bce(module.efficiency(c)[:, 0], m)
+
+    matched = f32(data.matched)
+    hj = torch.as_tensor(data.jet_holdout)
+    report["efficiency"] = _fit("efficiency", module.efficiency, eff_loss, (ctx[~hj], matched[~hj]), (ctx[hj], matched[hj]),
+                                config, None if budget is None else budget * share_rest, gen, on_progress)
+
+    # 3. number of unmatched jets per event
+    ce = torch.nn.CrossEntropyLoss()
+    counts = torch.as_tensor(np.minimum(data.fake_counts, arch.fake_max))
+
+    def count_loss(c: Any, k: Any) -> Any:
+        return ce(module.fake_count(c), k)
+
+    he = torch.as_tensor(data.event_holdout)
+    report["fake_count"] = _fit("fake_count", module.fake_count, count_loss, (ev_ctx[~he], counts[~he]),
+                                (ev_ctx[he], counts[he]), config, None if budget is None else budget * share_rest,
+                                gen, on_progress)
+
+    # 4. unmatched-jet kinematics
+    f_center, f_scale = f32(fake_tgt_scaler.center), f32(fake_tgt_scaler.scale)
+
+    def fake_loss(c: Any, y: Any) -> Any:
+        y = _dequantise(y, 3, gen)
+        return -module.fake_flow(c).log_prob((y - f_center) / f_scale).mean()
+
+    f_ctx = ev_ctx[torch.as_tensor(data.fake_event)]
+    fy = f32(data.fake_jets)
+    hf = torch.as_tensor(data.event_holdout[data.fake_event])
+    if len(fy):
+        report["fake_flow"] = _fit("fake_flow", module.fake_flow, fake_loss, (f_ctx[~hf], fy[~hf]), (f_ctx[hf], fy[hf]),
+                                   config, None if budget is None else budget * share_rest, gen, on_progress)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    metadata = {
+        "training": {
+            "files": data.files,
+            "data": data.summary(),
+            "config": {k: v for k, v in asdict(config).items() if k != "arch"},
+            "networks": report,
+            "parameters": n_parameters(module),
+        }
+    }
+    return LoadedModel(
+        module=module,
+        arch=arch,
+        context_scaler=ctx_scaler,
+        target_scaler=tgt_scaler,
+        fake_context_scaler=ev_scaler,
+        fake_target_scaler=fake_tgt_scaler,
+        fake_pt_floor=data.fake_pt_floor,
+        metadata=metadata,
+    )

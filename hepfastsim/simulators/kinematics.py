@@ -1,0 +1,192 @@
+"""The learned kinematics fast simulation: gen jets (+ nPU, rho) -> reco jets, for any NanoAOD.
+
+Per event:
+
+1. each valid gen jet (finite, pT > 0) yields a reco jet with the learned efficiency
+   (Bernoulli decision from ``uniforms(domain=DOMAIN_EFFICIENCY)``);
+2. a yielded jet's (pT, eta, phi, mass, nConstituents, area) are sampled jointly by pushing
+   ``normals(domain=DOMAIN_FLOW)`` through the inverse of the conditional spline flow;
+3. the number of unmatched (pileup and fake) jets is drawn by inverse CDF of the learned
+   categorical distribution given (nPU, rho, number of gen jets), from one uniform per
+   event; their kinematics come from the second flow, their phi is uniform;
+4. jets are sorted by decreasing pT; ``genJetIdx`` is -1 for unmatched jets.
+
+All noise comes from :mod:`hepfastsim.kernels.rng` keyed per event (seed, file, entry,
+draw), so the output does not depend on the chunking. The torch model is loaded lazily on
+first use and is not pickled with the simulator (coffea/dask workers reload it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.simulators.base import GenEvents, Simulator, register
+
+__all__ = ["DEFAULT_WEIGHTS", "KinematicsSimulator"]
+
+#: Shipped weights (``kinematics.safetensors`` + ``kinematics.json``); override with
+#: ``KinematicsSimulator(weights=...)`` or the ``HEPFASTSIM_KINEMATICS_WEIGHTS`` variable.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "kinematics"
+WEIGHTS_ENV = "HEPFASTSIM_KINEMATICS_WEIGHTS"
+
+DOMAIN_EFFICIENCY = 101
+DOMAIN_FLOW = 102
+DOMAIN_FAKE_COUNT = 103
+DOMAIN_FAKE_FLOW = 104
+DOMAIN_FAKE_PHI = 105
+
+_BATCH = 1 << 18  # rows per torch call (bounds memory; rows are independent)
+
+
+def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(array, axis=1)), dtype=dtype)
+
+
+@dataclass
+class KinematicsSimulator(Simulator):
+    """Learned gen -> reco jet kinematics (see the module docstring).
+
+    ``weights``: path of a model written by ``hepfastsim train kinematics`` (with or without
+    the ``.safetensors``/``.json`` suffix); None for ``$HEPFASTSIM_KINEMATICS_WEIGHTS`` or the
+    shipped default.
+    """
+
+    weights: str | os.PathLike[str] | None = None
+    _model: Any = field(default=None, init=False, repr=False, compare=False)
+
+    name: ClassVar[str] = "kinematics"
+    output_fields: ClassVar[dict[str, np.dtype]] = {
+        "pt": np.dtype(np.float32),
+        "eta": np.dtype(np.float32),
+        "phi": np.dtype(np.float32),
+        "mass": np.dtype(np.float32),
+        "genJetIdx": np.dtype(np.int32),
+        "nConstituents": np.dtype(np.int32),
+        "area": np.dtype(np.float32),
+    }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = None  # the torch model is rebuilt lazily where it is used
+        return state
+
+    @property
+    def weights_path(self) -> Path:
+        if self.weights is not None:
+            return Path(self.weights)
+        return Path(os.environ.get(WEIGHTS_ENV, DEFAULT_WEIGHTS))
+
+    @property
+    def model(self) -> Any:
+        """The :class:`~hepfastsim.models.kinematics_flow.LoadedModel` (loaded on first use)."""
+        if self._model is None:
+            from hepfastsim.models.kinematics_flow import load_model
+
+            self._model = load_model(self.weights_path)
+        return self._model
+
+    # ----------------------------------------------------------------- torch calls
+    def _flow_inverse(self, flow: Any, context: np.ndarray, z: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = np.empty(z.shape, dtype=np.float64)
+        with torch.inference_mode():
+            for s in range(0, len(z), _BATCH):
+                c = torch.from_numpy(np.ascontiguousarray(context[s:s + _BATCH], dtype=np.float32))
+                zz = torch.from_numpy(np.ascontiguousarray(z[s:s + _BATCH], dtype=np.float32))
+                out[s:s + _BATCH] = flow(c).transform.inv(zz).numpy()
+        return out
+
+    def _mlp(self, net: Any, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        outs = []
+        with torch.inference_mode():
+            for s in range(0, len(x), _BATCH):
+                outs.append(net(torch.from_numpy(np.ascontiguousarray(x[s:s + _BATCH], dtype=np.float32))).numpy())
+        if not outs:
+            width = net[-1].out_features
+            return np.zeros((0, width), np.float64)
+        return np.concatenate(outs).astype(np.float64)
+
+    # ----------------------------------------------------------------- pieces
+    def efficiency(self, context: np.ndarray) -> np.ndarray:
+        """Probability that a gen jet yields a reco jet, from unstandardised context rows."""
+        m = self.model
+        logits = self._mlp(m.module.efficiency, m.context_scaler.forward(context))[:, 0]
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def fake_count_cdf(self, event_context: np.ndarray) -> np.ndarray:
+        """Cumulative distribution (n_events, fake_max + 1) of the number of unmatched jets."""
+        from hepfastsim.models.kinematics_flow import categorical_cdf
+
+        m = self.model
+        return categorical_cdf(self._mlp(m.module.fake_count, m.fake_context_scaler.forward(event_context)))
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        from hepfastsim.models.kinematics_flow import (
+            decode_fakes,
+            decode_matched,
+            fake_context,
+            gen_context,
+            nearest_neighbour_dr,
+        )
+
+        m = self.model
+        jets = events.jets
+        n_events = len(events)
+        counts = ak.to_numpy(ak.num(jets, axis=1)).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        pt, eta, phi, mass = (_flat(jets[f]) for f in ("pt", "eta", "phi", "mass"))
+        parton = _flat(jets.partonFlavour, np.int64)
+        hadron = _flat(jets.hadronFlavour, np.int64)
+        event_of_jet = np.repeat(np.arange(n_events), counts)
+        local_idx = np.arange(offsets[-1]) - offsets[event_of_jet]
+        n_pu = events.n_pu.astype(np.float64)
+        rho = events.rho.astype(np.float64)
+
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            valid = np.isfinite(pt) & np.isfinite(eta) & np.isfinite(phi) & np.isfinite(mass) & (pt > 0)
+        v = np.flatnonzero(valid)
+        context = gen_context(
+            pt[v], eta[v], mass[v], parton[v], hadron[v], n_pu[event_of_jet[v]], rho[event_of_jet[v]],
+            nearest_neighbour_dr(jets)[v] if len(v) else np.zeros(0),
+        )
+        u = uniforms(events.keys, offsets, 1, domain=DOMAIN_EFFICIENCY)[:, 0]
+        keep_v = u[v] < self.efficiency(context)
+        kept = v[keep_v]
+        z = normals(events.keys, offsets, len(m.target_scaler.center), domain=DOMAIN_FLOW)[kept]
+        y = m.target_scaler.inverse(self._flow_inverse(m.module.flow, m.context_scaler.forward(context[keep_v]), z))
+        matched = decode_matched(y, pt[kept], eta[kept], phi[kept], mass[kept], rho[event_of_jet[kept]])
+
+        # unmatched (pileup / fake) jets
+        ev_ctx = fake_context(n_pu, rho, counts.astype(np.float64))
+        ev_offsets = np.arange(n_events + 1, dtype=np.int64)
+        u_count = uniforms(events.keys, ev_offsets, 1, domain=DOMAIN_FAKE_COUNT)[:, 0]
+        n_fake = np.sum(self.fake_count_cdf(ev_ctx) < u_count[:, None], axis=1).astype(np.int64)
+        fake_offsets = np.concatenate([[0], np.cumsum(n_fake)])
+        event_of_fake = np.repeat(np.arange(n_events), n_fake)
+        zf = normals(events.keys, fake_offsets, len(m.fake_target_scaler.center), domain=DOMAIN_FAKE_FLOW)
+        u_phi = uniforms(events.keys, fake_offsets, 1, domain=DOMAIN_FAKE_PHI)[:, 0]
+        yf = m.fake_target_scaler.inverse(
+            self._flow_inverse(m.module.fake_flow, m.fake_context_scaler.forward(ev_ctx[event_of_fake]), zf)
+        )
+        fakes = decode_fakes(yf, u_phi, m.fake_pt_floor)
+
+        event_all = np.concatenate([event_of_jet[kept], event_of_fake])
+        columns = {k: np.concatenate([matched[k], fakes[k]]) for k in ("pt", "eta", "phi", "mass", "nConstituents", "area")}
+        columns["genJetIdx"] = np.concatenate([local_idx[kept], np.full(len(event_of_fake), -1, np.int64)])
+        order = np.lexsort((-columns["pt"], event_all))
+        out_counts = np.bincount(event_all, minlength=n_events)
+        record = {k: columns[k][order].astype(dt) for k, dt in self.output_fields.items()}
+        return ak.unflatten(ak.zip(record), out_counts)
+
+
+register("kinematics")(KinematicsSimulator)
