@@ -15,7 +15,7 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba as nb
@@ -472,8 +472,3 @@ def tables_from_pairs(flat: dict[str, np.ndarray], provenance: str) -> dict[str,
                 parts[part][col] = values
         tables[name] = derive_from_pairs(name, parts["pu"], parts["offset"], provenance)
     return tables
-
-
-def with_overrides(config: ChainConfig, **kw) -> ChainConfig:
-    """A copy of ``config`` with top-level fields replaced."""
-    return replace(config, **kw)

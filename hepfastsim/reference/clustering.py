@@ -30,7 +30,7 @@ import awkward as ak
 import numba as nb
 import numpy as np
 
-from hepfastsim.kernels.geometry import delta_phi, delta_r2, rapidity
+from hepfastsim.kernels.geometry import delta_r2, rapidity
 
 __all__ = ["JetBlock", "cluster", "jet_areas", "fixed_grid_rho", "match_closest", "ghost_flavours"]
 

@@ -28,7 +28,8 @@ def response_table(gen_pt: np.ndarray, gen_eta: np.ndarray, response: np.ndarray
     aeta = np.abs(gen_eta)
     for i in range(len(pt_edges) - 1):
         for k in range(len(eta_edges) - 1):
-            sel = (gen_pt >= pt_edges[i]) & (gen_pt < pt_edges[i + 1]) & (aeta >= eta_edges[k]) & (aeta < eta_edges[k + 1])
+            sel = (gen_pt >= pt_edges[i]) & (gen_pt < pt_edges[i + 1])
+            sel &= (aeta >= eta_edges[k]) & (aeta < eta_edges[k + 1])
             n = int(sel.sum())
             if n >= min_jets:
                 q16, q50, q84 = np.percentile(response[sel], [16, 50, 84])
@@ -84,7 +85,8 @@ def matched_response(path: str, collection: str = "Jet", gen: str = "GenJet", id
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hepfastsim.reference.validation", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hepfastsim.reference.validation",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("file")
     parser.add_argument("--collection", default="Jet", choices=["Jet", "FatJet"])
     parser.add_argument("--max-events", type=int, default=None)

@@ -203,7 +203,8 @@ def test_shipped_corrections_are_sane():
         assert np.all((f > 0.8) & (f < 1.6))
 
 
-@pytest.mark.parametrize(("process", "resonance", "mass"), [("zprime", 32, 2000.0), ("wprime", 34, 1000.0), ("ttbar", 6, 172.5)])
+@pytest.mark.parametrize(("process", "resonance", "mass"),
+                         [("zprime", 32, 2000.0), ("wprime", 34, 1000.0), ("ttbar", 6, 172.5)])
 def test_processes_produce_their_resonance(process, resonance, mass):
     from hepfastsim.reference.pythia_events import PythiaGenerator
 

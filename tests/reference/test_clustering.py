@@ -23,7 +23,10 @@ with warnings.catch_warnings():
     import fastjet
 
 
-def toy_event(rng: np.random.Generator, n_soft: int = 400, hard=((200.0, 0.5, 1.0), (120.0, -1.0, -2.0), (40.0, 0.9, 1.6))):
+HARD = ((200.0, 0.5, 1.0), (120.0, -1.0, -2.0), (40.0, 0.9, 1.6))
+
+
+def toy_event(rng: np.random.Generator, n_soft: int = 400, hard=HARD):
     """Soft uniform background (|eta| < 4.5) plus collimated hard sprays; returns pt, eta, phi, mass."""
     pts = [rng.exponential(0.8, n_soft)]
     etas = [rng.uniform(-4.5, 4.5, n_soft)]
@@ -91,7 +94,8 @@ def test_area_matches_fastjet_active_area():
         areas = jet_areas(jets, radius, 0.05, 5.0)
         spec = fastjet.GhostedAreaSpec(5.0, 1, 0.01)
         area_def = fastjet.AreaDefinition(fastjet.active_area_explicit_ghosts, spec)
-        cs = fastjet.ClusterSequenceArea(pseudojets(px, py, pz, e), fastjet.JetDefinition(fastjet.antikt_algorithm, radius), area_def)
+        jetdef = fastjet.JetDefinition(fastjet.antikt_algorithm, radius)
+        cs = fastjet.ClusterSequenceArea(pseudojets(px, py, pz, e), jetdef, area_def)
         ref = {round(j.pt(), 6): j.area() for j in cs.inclusive_jets(20.0)}
         hard = jets.pt > 20.0
         assert hard.sum() >= 2
