@@ -8,7 +8,8 @@ the chain is turned into writer input by :func:`to_writer_branches`.
   hard event (no pileup, no neutrinos); pT > 10 / 100 GeV.
 - ``Jet_*`` / ``FatJet_*``: anti-kt 0.4 / 0.8 on CHS particle-flow candidates, corrected
   (L1 + L2L3); pT > 15 / 100 GeV; ``rawFactor = 1 - raw/corrected`` as in NanoAOD;
-  ``Jet_genJetIdx`` / ``FatJet_genJetAK8Idx``: closest gen jet within dR < 0.2 / 0.4.
+  ``Jet_genJetIdx`` / ``FatJet_genJetAK8Idx``: closest gen jet within dR < 0.2 / 0.4;
+  ``Jet_partonFlavour`` / ``Jet_hadronFlavour`` are those of the matched GenJet (0 if none).
 - ``GenPart_*``: the pruned hard-process record (Pythia |status| 22, 23: resonances,
   outgoing partons and resonance decays), ``statusFlags`` = isHardProcess (bit 7) |
   fromHardProcess (bit 8); coffea treats a file with ``GenPart`` as simulation.
