@@ -193,9 +193,11 @@ def main() -> None:
             baseline = peak_of_one_task(str(tiny), tmp, mem_config)
             small_peak = peak_of_one_task(inputs[0], tmp, mem_config)
             large_peak = peak_of_one_task(str(large), tmp, mem_config)
+            one_chunk = peak_of_one_task(str(large), tmp, ConvertConfig(chunk_size=10 * args.events, overwrite=True))
             print(f"peak RSS of one fresh worker, chunks of {args.memory_chunk_size:,} events: 10-event file "
                   f"{baseline:.0f} MiB (imports), {args.events:,}-event file {small_peak:.0f} MiB, "
-                  f"{10 * args.events:,}-event file {large_peak:.0f} MiB (ratio large/small {large_peak / small_peak:.2f})")
+                  f"{10 * args.events:,}-event file {large_peak:.0f} MiB (ratio large/small {large_peak / small_peak:.2f}); "
+                  f"for contrast, the {10 * args.events:,}-event file in one chunk: {one_chunk:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ coffea's executors (``coffea.processor.IterativeExecutor``/``FuturesExecutor``/
 ``DaskExecutor``) are built to map a processor over chunks and merge accumulators; here
 every task has its own output and summary and a failure must name its file, so the
 executors are used directly (``concurrent.futures``, ``distributed.Client.map``).
-:func:`coffea_executor` builds the matching coffea executor for processors (the dijet
-histograms), sharing the same ``executor``/``scheduler``/``workers`` options.
+For processors whose outputs merge (the dijet histograms), :func:`run_processor` runs a
+fileset through ``coffea.processor.Runner`` with the coffea executor matching the same
+``executor``/``scheduler``/``workers`` options (:func:`coffea_executor`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ __all__ = [
     "map_tasks",
     "convert_many",
     "coffea_executor",
+    "run_processor",
 ]
 
 Executor = Literal["iterative", "futures", "dask"]
@@ -437,3 +439,45 @@ def coffea_executor(executor: Executor = "iterative", *, scheduler: Any = None, 
             client = distributed.Client(scheduler) if scheduler is not None else None
         return processor.DaskExecutor(client=client, **options)
     raise HepfastsimError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+
+
+def run_processor(
+    fileset: Mapping[str, Any],
+    processor_instance: Any,
+    *,
+    executor: Executor = "iterative",
+    scheduler: Any = None,
+    workers: int | None = None,
+    chunksize: int = 100_000,
+    schema: Any = None,
+    treename: str = "Events",
+    retries: int = 2,
+) -> Any:
+    """Run a coffea processor over ``fileset`` (``{dataset: [files]}`` or coffea's dict form)
+    and return its merged output (histograms add up across chunks and files).
+
+    ``schema`` defaults to :class:`hepfastsim.io.coffea_schema.FastSimNanoAODSchema`. A dask
+    run connects to ``scheduler`` or starts a LocalCluster of ``workers``, as :func:`convert_many`.
+    """
+    from coffea import processor
+
+    if executor not in EXECUTORS:
+        raise HepfastsimError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise HepfastsimError(f"--scheduler needs --executor dask, got --executor {executor}")
+    if schema is None:
+        from hepfastsim.io.coffea_schema import FastSimNanoAODSchema
+
+        schema = FastSimNanoAODSchema
+    with ExitStack() as stack:
+        client = None
+        if executor == "dask":
+            client, owned = _connect(scheduler, workers)
+            stack.enter_context(owned)
+        options: dict[str, Any] = {"status": False}
+        if executor != "iterative":
+            options["retries"] = retries
+        runner = processor.Runner(
+            coffea_executor(executor, workers=workers, client=client, **options), schema=schema, chunksize=chunksize
+        )
+        return runner(dict(fileset), processor_instance, treename=treename)

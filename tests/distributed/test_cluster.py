@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import start_cluster
@@ -87,3 +88,20 @@ def test_killed_worker_is_retried_and_outputs_are_identical(inputs, reference, t
         assert surviving, "the other worker should have taken over the killed worker's file"
     finally:
         cluster.stop()
+
+
+def test_processor_histograms_merge_the_same_on_the_cluster(loopback_cluster, inputs) -> None:
+    from hepfastsim.distributed import run_processor
+    from toy_processor import GenJetPt
+
+    fileset = {"even": [str(p) for p in inputs[::2]], "odd": [str(p) for p in inputs[1::2]]}
+    local = run_processor(fileset, GenJetPt(), executor="iterative", chunksize=50)
+    remote = run_processor(fileset, GenJetPt(), executor="dask", scheduler=loopback_cluster.address, chunksize=70)
+    assert local.keys() == remote.keys() == {"even", "odd"}
+    for dataset in fileset:
+        assert local[dataset]["events"] == remote[dataset]["events"] == 320
+        h_local, h_remote = local[dataset]["pt"], remote[dataset]["pt"]
+        assert h_local.sum().value > 0
+        # the same entries, summed in another order: equal to rounding
+        np.testing.assert_allclose(h_remote.values(), h_local.values(), rtol=1e-12)
+        np.testing.assert_allclose(h_remote.variances(), h_local.variances(), rtol=1e-12)
