@@ -225,3 +225,40 @@ def test_qcd_bias_weights_follow_pthat():
     gen = PythiaGenerator(cfg, pythia_seed(4, 1)).generate(30)
     np.testing.assert_allclose(gen.weight, (20.0 / gen.pthat) ** 4.5)
     assert gen.pthat.min() >= 20.0 and np.median(gen.pthat) > 60.0  # biased towards high pT-hat
+
+
+def test_response_with_pileup_is_corrected(pool_dir):
+    """With mu = 15 the L1 (kappa rho A) + L2L3 corrections still give a median response near 1."""
+    cfg = ChainConfig(generator=GeneratorConfig(process="qcd", pthat_min=40.0),
+                      pileup=PileupConfig(mu=15.0, pool_size=POOL_SIZE), block_size=300)
+    _, path = load_or_build_pool(pool_dir, cfg.pileup, cfg.generator)
+    ev = to_writer_branches(run_block(make_tasks(cfg, 300, 21, str(path))[0]))
+    gpt, geta, r = matched_response(ev)
+    sel = (gpt > 30) & (np.abs(geta) < 2.5)
+    assert sel.sum() > 300
+    assert abs(np.median(r[sel]) - 1) < 0.03
+    low = sel & (gpt < 60)  # where the pileup offset matters most
+    assert abs(np.median(r[low]) - 1) < 0.05
+    # corrections were applied: rawFactor = 1 - raw / corrected is mostly positive at low pT
+    assert ak.mean(ev["Jet_rawFactor"][ev["Jet_pt"] < 60]) > 0.02
+
+
+def test_pileup_pool_is_cached(pool_dir):
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.reference.pileup import pool_filename
+
+    cfg = PileupConfig(pool_size=POOL_SIZE)
+    pool_a, path = load_or_build_pool(pool_dir, cfg, GeneratorConfig())
+    mtime = path.stat().st_mtime_ns
+    pool_b, _ = load_or_build_pool(pool_dir, cfg, GeneratorConfig())
+    assert path.stat().st_mtime_ns == mtime and path.name == pool_filename(cfg, GeneratorConfig())
+    assert np.array_equal(pool_a.px, pool_b.px) and pool_a.n_events == POOL_SIZE
+    # minimum-bias events: a few hundred particles, about 2/3 charged, little pT
+    n = np.diff(pool_a.offsets)
+    assert 50 < n.mean() < 400
+    assert 0.4 < np.mean(pool_a.charge != 0) < 0.8
+    bad = pool_dir / "bad"
+    bad.mkdir(exist_ok=True)
+    (bad / pool_filename(cfg, GeneratorConfig())).write_bytes(b"not a zip file")
+    with pytest.raises(HepfastsimError, match="unreadable"):
+        load_or_build_pool(bad, cfg, GeneratorConfig())
