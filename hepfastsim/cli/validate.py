@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--min-bin-jets", type=int, default=500, help="response bins with fewer reference jets are not judged")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="threads of the classifier (default: all cores)")
     p.add_argument("--tree", default="Events")
     p.set_defaults(func=run)
     return p
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         candidates[label] = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events)
     with console.status("computing metrics (W1, classifier AUC, response, efficiency)"):
         result = validate(reference, candidates, criteria=Criteria(min_bin_jets=args.min_bin_jets),
-                          reference_label=f"reference ({args.reference_collection})", seed=args.seed)
+                          reference_label=f"reference ({args.reference_collection})", seed=args.seed,
+                          threads=args.threads)
     out = Path(args.out)
     if not args.no_plots:
         with console.status("plotting"):

@@ -109,13 +109,19 @@ def classifier_auc(
     *,
     max_rows: int = 200_000,
     seed: int = 0,
+    threads: int | None = None,
 ) -> tuple[float, float]:
     """ROC AUC (and error) of a classifier telling candidate rows from reference rows.
 
     ``x_*`` are (n, n_features) rows of [gen features, reco features] (the gen features make
     it a test of the conditional distribution). Train and test sets are split by event (half
     each), so the same gen jet is never in both. At most ``max_rows`` rows per class are used.
+    ``threads`` limits the OpenMP threads of the classifier (None: the library default).
     """
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
 
@@ -139,8 +145,9 @@ def classifier_auc(
     test = np.concatenate([tr, tc])
     clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, max_leaf_nodes=31,
                                          early_stopping=True, validation_fraction=0.15, random_state=seed)
-    clf.fit(x[~test], y[~test])
-    score = clf.predict_proba(x[test])[:, 1]
+    with threadpool_limits(threads) if threads is not None else nullcontext():
+        clf.fit(x[~test], y[~test])
+        score = clf.predict_proba(x[test])[:, 1]
     auc = float(roc_auc_score(y[test], score))
     return auc, auc_error(auc, int(y[test].sum()), int((1 - y[test]).sum()))
 

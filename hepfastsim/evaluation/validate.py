@@ -257,8 +257,10 @@ def validate(
     criteria: Criteria = Criteria(),
     reference_label: str = "reference",
     seed: int = 0,
+    threads: int | None = None,
 ) -> ValidationResult:
-    """All metrics of every candidate against the reference (see the module docstring)."""
+    """All metrics of every candidate against the reference (see the module docstring);
+    ``threads`` limits the classifier's threads (None: library default)."""
     if reference.n_events == 0:
         raise HepfastsimError(f"reference {reference.path!r} has no events")
     ref_resp = _response(reference, pt_edges, eta_edges)
@@ -274,11 +276,11 @@ def validate(
         }
         xr, er, names = _auc_rows(reference, variables)
         xc, ec, _ = _auc_rows(cand, variables)
-        auc = classifier_auc(xr, xc, er, ec, seed=seed)
+        auc = classifier_auc(xr, xc, er, ec, seed=seed, threads=threads)
         kin = [v for v in ("pt", "eta", "phi", "mass") if v in variables]
         xr4, er4, _ = _auc_rows(reference, kin)
         xc4, ec4, _ = _auc_rows(cand, kin)
-        auc4 = classifier_auc(xr4, xc4, er4, ec4, seed=seed) if kin != variables else auc
+        auc4 = classifier_auc(xr4, xc4, er4, ec4, seed=seed, threads=threads) if kin != variables else auc
         resp = _response(cand, pt_edges, eta_edges)
         med_shift, res_shift = [], []
         for rb, cb in zip(ref_resp, resp):

@@ -1,0 +1,149 @@
+"""Evaluation metrics against known distributions, and validate end to end on toy files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hepfastsim.cli.main import main
+from hepfastsim.errors import HepfastsimError
+from hepfastsim.evaluation.metrics import (
+    auc_error,
+    classifier_auc,
+    efficiency_curve,
+    mean_with_error,
+    response_table,
+    w1_ratio,
+    wasserstein1,
+)
+from hepfastsim.evaluation.validate import read_jets, summary_markdown, validate
+
+from paired_factory import write_paired
+
+
+def test_w1_of_shifted_gaussians_is_the_shift() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 50_000), rng.normal(0.3, 1, 50_000)
+    assert wasserstein1(a, b) == pytest.approx(0.3, abs=0.02)
+    assert wasserstein1(a, a) == 0.0
+    # against a naive loop: W1 of equal-size samples is the mean |sorted difference|
+    x, y = rng.normal(size=200), rng.exponential(size=200)
+    assert wasserstein1(x, y) == pytest.approx(np.mean(np.abs(np.sort(x) - np.sort(y))), rel=1e-12)
+
+
+def test_w1_ratio_is_one_for_the_same_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(1)
+    n = 20_000
+    ev = np.arange(n)
+    ref, same = rng.normal(0, 1, n), rng.normal(0, 1, n)
+    r = w1_ratio(ref, same, ev, ev)
+    assert 0.7 < r.value < 1.4
+    assert r.error < 0.3
+    shifted = w1_ratio(ref, rng.normal(0.2, 1, n), ev, ev)
+    assert shifted.value > 5
+    assert shifted.w1 == pytest.approx(0.2, abs=0.03)
+    with pytest.raises(ValueError, match="one event id per entry"):
+        w1_ratio(ref, same, ev[:-1], ev)
+
+
+def test_classifier_auc_half_for_identical_one_for_separable() -> None:
+    rng = np.random.default_rng(2)
+    n = 4000
+    gen = rng.normal(size=(n, 2))
+    ev = np.arange(n)
+    ref = np.column_stack([gen, gen[:, 0] + rng.normal(0, 0.1, n)])
+    same = np.column_stack([gen, gen[:, 0] + rng.normal(0, 0.1, n)])
+    auc, err = classifier_auc(ref, same, ev, ev, seed=1, threads=1)
+    assert abs(auc - 0.5) < 0.04 and 0 < err < 0.02
+    # the same marginal, a wrong conditional: only the gen-conditioned test can see it
+    wrong = np.column_stack([gen, -gen[:, 0] + rng.normal(0, 0.1, n)])
+    assert classifier_auc(ref, wrong, ev, ev, threads=1)[0] > 0.95
+
+
+def test_auc_error_hanley_mcneil() -> None:
+    # by hand: AUC 0.8, 50 + 50 -> Q1 = 0.8/1.2 = 0.6667, Q2 = 1.28/1.8 = 0.7111,
+    # var = (0.16 + 49 * 0.02667 + 49 * 0.07111) / 2500 = 0.001980, SE = 0.0445
+    assert auc_error(0.8, 50, 50) == pytest.approx(0.0445, abs=2e-4)
+
+
+def test_response_table_of_a_gaussian_response() -> None:
+    rng = np.random.default_rng(3)
+    n = 40_000
+    pt = rng.uniform(20, 200, n)
+    eta = rng.uniform(-2.0, 2.0, n)
+    sigma = np.where(pt < 100, 0.2, 0.1)
+    bins = response_table(pt, eta, pt * rng.normal(1.0, sigma), pt_edges=(20, 100, 200), eta_edges=(0, 1.3, 2.5))
+    assert [b.n for b in bins] == [
+        int(np.sum((np.abs(eta) >= e0) & (np.abs(eta) < e1) & (pt >= p0) & (pt < p1)))
+        for e0, e1 in ((0, 1.3), (1.3, 2.5)) for p0, p1 in ((20, 100), (100, 200))
+    ]
+    for b, s in zip(bins, (0.2, 0.1, 0.2, 0.1)):
+        assert b.median == pytest.approx(1.0, abs=4 * b.median_error + 1e-3)
+        assert b.resolution == pytest.approx(s, rel=0.05)
+        assert 0 < b.median_error < 0.01
+
+
+def test_efficiency_curve_against_a_loop() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 10, 1000)
+    passed = rng.random(1000) < x / 10
+    edges = [0, 2, 5, 10]
+    eff, err, total = efficiency_curve(x, passed, edges)
+    for i in range(3):
+        sel = (x >= edges[i]) & (x < edges[i + 1])
+        assert total[i] == sel.sum()
+        assert eff[i] == pytest.approx(passed[sel].mean())
+        assert err[i] == pytest.approx(np.sqrt(eff[i] * (1 - eff[i]) / sel.sum()))
+    m, e = mean_with_error(np.array([1.0, 2.0, 3.0]))
+    assert (m, e) == pytest.approx((2.0, 1.0 / np.sqrt(3)))
+
+
+@pytest.fixture(scope="module")
+def toy_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A reference file and one with the same gen events but wider response and lower efficiency."""
+    d = tmp_path_factory.mktemp("val")
+    ref = write_paired(d / "ref.root", 1500, seed=5)
+    wide = write_paired(d / "wide.root", 1500, seed=5, resolution=0.25, eff=0.6)
+    return ref, wide
+
+
+def test_validate_reference_against_itself_passes(toy_pair: tuple[Path, Path]) -> None:
+    ref_path, wide_path = toy_pair
+    ref = read_jets(ref_path, "Jet")
+    res = validate(ref, {"self": read_jets(ref_path, "Jet"), "wide": read_jets(wide_path, "Jet")},
+                   pt_edges=(20, 60, 1000), eta_edges=(0, 2.5, 5), seed=0, threads=1)
+    own = res.checks("self")
+    assert own["max |median shift|"][0] == 0 and own["efficiency shift"][0] == 0
+    assert abs(res.candidates["self"].auc[0] - 0.5) < 0.05
+    assert all(0.6 < r.value < 1.6 for r in res.candidates["self"].w1.values())
+    wide = res.checks("wide")
+    assert wide["efficiency shift"][0] == pytest.approx(0.6 / 0.8 - 1, abs=0.05)
+    assert wide["max |resolution shift|"][0] > 0.5 and not wide["max |resolution shift|"][1]
+    assert res.candidates["wide"].auc[0] > 0.6
+    text = summary_markdown(res)
+    assert "| W1 ratio pt |" in text and "self" in text and "wide" in text
+
+
+def test_validate_rejects_different_events(toy_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    other = write_paired(tmp_path / "other.root", 300, seed=9)
+    with pytest.raises(HepfastsimError, match="same gen events"):
+        validate(read_jets(toy_pair[0], "Jet"), {"x": read_jets(other, "Jet")}, threads=1)
+
+
+def test_cli_validate_writes_plots_and_tables(toy_pair: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    ref, wide = toy_pair
+    out = tmp_path / "val"
+    rc = main(["validate", "--reference", str(ref), "--candidate", f"wide={wide}", "--candidate-collection", "Jet",
+               "--out", str(out), "--min-bin-jets", "100", "--threads", "1"])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["candidates"]) == {"wide"}
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {"dist_pt.png", "efficiency_pt.png", "unmatched_vs_npu.png", "response_eta0.png"} <= set(pngs)
+    assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert "classifier AUC" in capsys.readouterr().out
+    assert main(["validate", "--reference", str(ref), "--candidate", str(wide), "--out", str(out)]) == 1
+    assert "FastJet_pt" in capsys.readouterr().err

@@ -1,0 +1,235 @@
+"""Plumbing of the kinematics model: training data, save/load without pickle, simulate, convert, CLI."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from hepfastsim.cli.main import main
+from hepfastsim.convert import ConvertConfig, convert
+from hepfastsim.errors import BranchNotFoundError, ModelError
+from hepfastsim.kernels.rng import event_keys
+from hepfastsim.models.kinematics_flow import (
+    Architecture,
+    decode_matched,
+    load_model,
+    matched_targets,
+    nearest_neighbour_dr,
+    save_model,
+)
+from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
+from hepfastsim.simulators import GenEvents, KinematicsSimulator, make_simulator
+from hepfastsim.simulators.kinematics import DEFAULT_WEIGHTS
+
+from paired_factory import make_paired_events, write_paired
+
+TINY = Architecture(flow_transforms=2, flow_hidden=(16,), flow_bins=4, eff_hidden=(8,), fake_count_hidden=(8,),
+                    fake_max=8, fake_flow_transforms=2, fake_flow_hidden=(8,))
+
+
+@pytest.fixture(scope="module")
+def paired_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_paired(tmp_path_factory.mktemp("kin") / "paired.root", 400)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(paired_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = load_training_data([str(paired_file)], holdout_fraction=0.2)
+    model = train_kinematics(data, TrainConfig(epochs=2, batch_size=256, arch=TINY))
+    base = tmp_path_factory.mktemp("kin_model") / "tiny"
+    save_model(model, base)
+    return base
+
+
+def test_training_data_counts_match_the_file(paired_file: Path) -> None:
+    data = load_training_data([str(paired_file)], holdout_fraction=0.25, seed=1)
+    a = uproot.open(paired_file)["Events"].arrays(["GenJet_pt", "Jet_genJetIdx"])
+    n_matched = int(ak.sum(a.Jet_genJetIdx >= 0))
+    assert data.matched.sum() == n_matched == len(data.targets)
+    assert len(data.fake_jets) == int(ak.sum(a.Jet_genJetIdx < 0)) == data.fake_counts.sum()
+    assert len(data.context) == int(ak.sum(ak.num(a.GenJet_pt)))
+    assert 0.1 < data.event_holdout.mean() < 0.4
+    # the nConstituents column holds integer counts before dequantisation
+    assert np.all(data.targets[:, 4] == np.round(data.targets[:, 4]))
+
+
+def test_missing_reco_branch_names_file_and_branch(tmp_path: Path) -> None:
+    path = write_paired(tmp_path / "no_area.root", 30, drop=("Jet_area",))
+    with pytest.raises(BranchNotFoundError, match="Jet_area.*no_area.root"):
+        load_training_data([str(path)])
+
+
+def test_targets_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    n = 500
+    g = {"pt": rng.uniform(20, 500, n), "eta": rng.uniform(-4, 4, n), "phi": rng.uniform(-3, 3, n), "mass": rng.uniform(0, 40, n)}
+    rho = rng.uniform(5, 30, n)
+    reco = {"pt": g["pt"] * rng.normal(1, 0.1, n), "eta": g["eta"] + 0.01, "phi": np.mod(g["phi"] + 0.3 + np.pi, 2 * np.pi) - np.pi,
+            "mass": g["mass"] * 1.1, "n": rng.integers(1, 60, n).astype(float), "area": rng.uniform(0.3, 0.6, n)}
+    y = matched_targets(g["pt"], g["eta"], g["phi"], g["mass"], rho, reco["pt"], reco["eta"], reco["phi"], reco["mass"],
+                        reco["n"], reco["area"], dequant=np.full(n, 0.5))
+    back = decode_matched(y, g["pt"], g["eta"], g["phi"], g["mass"], rho)
+    for k, ref in (("pt", reco["pt"]), ("eta", reco["eta"]), ("phi", reco["phi"]), ("mass", reco["mass"]),
+                   ("nConstituents", reco["n"]), ("area", reco["area"])):
+        np.testing.assert_allclose(back[k], ref, rtol=1e-9, atol=1e-9, err_msg=k)
+
+
+def test_nearest_neighbour_dr_against_a_loop() -> None:
+    jets = ak.Array([[{"eta": 0.0, "phi": 3.1}, {"eta": 0.0, "phi": -3.1}, {"eta": 1.0, "phi": 0.0}], [{"eta": 2.0, "phi": 0.0}], []])
+    got = nearest_neighbour_dr(jets)
+    dphi = 2 * np.pi - 6.2
+    np.testing.assert_allclose(got, [dphi, dphi, np.hypot(1.0, 3.1), 5.0], rtol=1e-6)
+
+
+def test_save_load_without_pickle(tiny_model: Path) -> None:
+    from safetensors import safe_open
+
+    weights = tiny_model.with_suffix(".safetensors")
+    meta = json.loads(tiny_model.with_suffix(".json").read_text())
+    raw = weights.read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "hepfastsim-kinematics-v1"  # a JSON header, no pickle
+    with safe_open(str(weights), framework="pt") as f:
+        assert any(k.startswith("flow.") for k in f.keys())
+    assert meta["format"] == "hepfastsim-kinematics-v1"
+    assert meta["training"]["files"][0]["events"] == 400
+    assert meta["architecture"]["flow_hidden"] == [16]
+    model = load_model(tiny_model)
+    assert model.arch == TINY
+    assert model.fake_pt_floor > 0
+
+
+def test_bad_weights_raise_model_error(tmp_path: Path, tiny_model: Path) -> None:
+    with pytest.raises(ModelError, match="no file"):
+        load_model(tmp_path / "missing")
+    bad = tmp_path / "bad"
+    bad.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
+    bad.with_suffix(".safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="cannot load weights"):
+        load_model(bad)
+
+
+def _gen_events(n: int, seed: int = 5) -> GenEvents:
+    branches = make_paired_events(n, seed)
+    return GenEvents.from_branches(branches, event_keys(7, 11, np.arange(n)))
+
+
+def test_simulate_output_structure(tiny_model: Path) -> None:
+    sim = KinematicsSimulator(tiny_model)
+    events = _gen_events(200)
+    reco = sim.simulate(events)
+    assert len(reco) == len(events)
+    assert set(reco.fields) == set(sim.output_fields)
+    for name, dtype in sim.output_fields.items():
+        assert ak.to_numpy(ak.flatten(reco[name])).dtype == dtype, name
+    pt = reco.pt
+    assert ak.all(pt[:, 1:] <= pt[:, :-1])  # sorted by decreasing pT
+    n_gen = ak.num(events.jets)
+    idx = reco.genJetIdx
+    assert ak.all((idx >= -1) & (idx < n_gen))
+    assert ak.any(idx == -1) and ak.any(idx >= 0)
+    # each gen jet yields at most one reco jet
+    matched = idx[idx >= 0]
+    assert ak.all(ak.num(matched) == ak.num(ak.run_lengths(ak.sort(matched))) )
+    assert ak.all(reco.nConstituents >= 1) and ak.all(reco.area >= 0) and ak.all(reco.mass >= 0)
+    assert ak.all(np.abs(reco.phi) <= np.pi + 1e-6)
+
+
+def test_simulate_is_a_function_of_the_keys(tiny_model: Path) -> None:
+    sim = KinematicsSimulator(tiny_model)
+    events = _gen_events(120)
+    a = sim.simulate(events)
+    # the same events in two halves give the same jets
+    first = GenEvents(events.jets[:50], events.n_pu[:50], events.rho[:50], events.keys[:50])
+    second = GenEvents(events.jets[50:], events.n_pu[50:], events.rho[50:], events.keys[50:])
+    b = ak.concatenate([sim.simulate(first), sim.simulate(second)])
+    for f in sim.output_fields:
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(a[f])), ak.to_numpy(ak.flatten(b[f])), rtol=1e-4, atol=1e-4, err_msg=f)
+    # other keys give other jets
+    other = GenEvents(events.jets, events.n_pu, events.rho, events.keys + np.uint64(1))
+    c = sim.simulate(other)
+    assert not np.array_equal(ak.to_numpy(ak.flatten(a.pt))[:20], ak.to_numpy(ak.flatten(c.pt))[:20])
+
+
+def test_invalid_gen_jets_give_no_reco_jet(tiny_model: Path) -> None:
+    sim = KinematicsSimulator(tiny_model)
+    jets = ak.Array([[{"pt": np.nan, "eta": 0.0, "phi": 0.0, "mass": 1.0, "partonFlavour": 0, "hadronFlavour": 0},
+                      {"pt": -5.0, "eta": 0.0, "phi": 0.0, "mass": 1.0, "partonFlavour": 0, "hadronFlavour": 0}]] * 50)
+    reco = sim.simulate(GenEvents(jets, np.full(50, 30, np.float32), np.full(50, 20, np.float32), event_keys(1, 2, np.arange(50))))
+    assert ak.all(reco.genJetIdx == -1)
+
+
+def test_simulator_pickles_without_the_torch_model(tiny_model: Path) -> None:
+    sim = KinematicsSimulator(tiny_model)
+    sim.simulate(_gen_events(10))
+    assert sim._model is not None
+    clone = pickle.loads(pickle.dumps(sim))
+    assert clone._model is None and clone.weights == sim.weights
+    assert len(pickle.dumps(sim)) < 2000
+
+
+def test_convert_does_not_depend_on_chunking(tiny_model: Path, paired_file: Path, tmp_path: Path) -> None:
+    sim = KinematicsSimulator(tiny_model)
+    outs = []
+    for chunk in (37, 1000):
+        out = tmp_path / f"out_{chunk}.root"
+        convert(paired_file, out, ConvertConfig(chunk_size=chunk, seed=3), simulator=sim)
+        outs.append(uproot.open(out)["Events"].arrays(filter_name="FastJet_*"))
+    # same jets; float32 matrix products may round differently with the batch size (~1e-6)
+    for f in outs[0].fields:
+        x, y = ak.to_numpy(ak.flatten(outs[0][f])), ak.to_numpy(ak.flatten(outs[1][f]))
+        if x.dtype.kind == "f":
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-4, err_msg=f)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=f)
+
+
+def test_oversampled_draws_differ(tiny_model: Path, paired_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "over.root"
+    convert(paired_file, out, ConvertConfig(oversample=2), simulator=KinematicsSimulator(tiny_model))
+    a = uproot.open(out)["Events"].arrays(["FastJet_pt", "FastSim_oversampleIdx", "FastSim_weight", "genWeight"])
+    d0, d1 = a[a.FastSim_oversampleIdx == 0], a[a.FastSim_oversampleIdx == 1]
+    assert len(d0) == len(d1) == 400
+    assert not np.array_equal(ak.to_numpy(ak.flatten(d0.FastJet_pt))[:50], ak.to_numpy(ak.flatten(d1.FastJet_pt))[:50])
+    np.testing.assert_allclose(a.FastSim_weight, a.genWeight / 2, rtol=1e-6)
+
+
+def test_cli_train_writes_weights_and_metadata(paired_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli_model"
+    rc = main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
+               "--batch-size", "512"])
+    assert rc == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["retrain_command"].startswith("hepfastsim train kinematics --data ")
+    assert meta["training"]["networks"]["flow"]["epochs_run"] == 1
+    assert "parameters" in capsys.readouterr().out
+    # refuses to overwrite without --overwrite
+    assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet"]) == 1
+    assert "exists" in capsys.readouterr().err
+
+
+def test_cli_train_missing_branch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_paired(tmp_path / "no_idx.root", 20, drop=("Jet_genJetIdx",))
+    assert main(["train", "kinematics", "--data", str(path), "--out", str(tmp_path / "m"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Jet_genJetIdx" in err and "no_idx.root" in err
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.with_suffix(".safetensors").exists(), reason="no shipped weights")
+def test_shipped_weights_are_small_and_documented() -> None:
+    weights = DEFAULT_WEIGHTS.with_suffix(".safetensors")
+    assert weights.stat().st_size < 2_000_000
+    model = load_model(DEFAULT_WEIGHTS)
+    meta = model.metadata
+    assert meta["retrain_command"].startswith("hepfastsim train kinematics")
+    assert meta["training"]["files"] and all(f["events"] > 0 for f in meta["training"]["files"])
+    assert "validation" in meta and meta["validation"]
+    sim = make_simulator("kinematics")
+    reco = sim.simulate(_gen_events(100))
+    assert ak.sum(ak.num(reco)) > 0
