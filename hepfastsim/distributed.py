@@ -231,9 +231,10 @@ def _map_dask(fn: Callable[[T], R], items: Sequence[T], scheduler: Any, workers:
         try:
             for future in distributed.as_completed(futures):
                 try:
-                    yield index[future.key], future.result()
+                    result: R | BaseException = future.result()
                 except Exception as err:  # KilledWorker, or an error after all retries
-                    yield index[future.key], err
+                    result = err
+                yield index[future.key], result
         finally:
             client.cancel([f for f in futures if not f.done()])
 
@@ -245,7 +246,8 @@ def _map_futures(fn: Callable[[T], R], items: Sequence[T], workers: int | None, 
     pending = set(range(len(items)))
     while pending:
         broken = False
-        with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=context) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=context)
+        try:
             futures = {pool.submit(fn, items[i]): i for i in sorted(pending)}
             for future in concurrent.futures.as_completed(futures):
                 i = futures[future]
@@ -255,12 +257,15 @@ def _map_futures(fn: Callable[[T], R], items: Sequence[T], workers: int | None, 
                     broken = True  # a worker died: every unfinished task fails with this
                     attempts[i] += 1
                     if attempts[i] <= retries:
-                        continue
+                        continue  # resubmitted to a new pool
                     result = err
                 except Exception as err:
                     result = err
                 pending.discard(i)
                 yield i, result
+        finally:
+            # an interrupted consumer: drop the queued tasks rather than run them all first
+            pool.shutdown(wait=True, cancel_futures=True)
         if not broken:
             break
 
