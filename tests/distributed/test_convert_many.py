@@ -183,3 +183,26 @@ def test_map_tasks_yields_every_result_once(executor) -> None:
         assert got[0][0] != 0  # as completed: the slow first task is not first
     ordered = list(map_tasks(_slow_first, list(range(7)), executor=executor, workers=2, ordered=True))
     assert ordered == [(i, i * i) for i in range(7)]
+
+
+def test_interrupted_dask_run_leaves_only_complete_outputs(inputs, reference, tmp_path) -> None:
+    """Ctrl-C in the client while workers are mid-file: the LocalCluster is closed (its
+    workers killed); destinations hold complete files only; a rerun with resume finishes."""
+    from slow_simulator import SlowSimulator
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def interrupt(result) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert_many(inputs, out, CONFIG, executor="dask", workers=2, on_done=interrupt,
+                     simulator=SlowSimulator(str(markers), delay=0.5))
+    finished = {p.name: p.read_bytes() for p in out.glob("*.root")}
+    assert 1 <= len(finished) < len(inputs)
+    assert finished == {name: reference[name] for name in finished}  # no partial destination
+    convert_many(inputs, out, CONFIG, resume=True)
+    assert _contents(out) == reference  # and the killed workers' temporaries are gone
