@@ -17,9 +17,13 @@ Four small torch networks, all conditioned on generator-level information only:
   5     jet area
   ====  ==========================================================================
 
-  :math:`\sigma_{p_T}` and :math:`\sigma_\theta` are the fixed analytic resolutions of the
-  parametric baseline (:class:`~hepfastsim.simulators.parametric.ParametricSimulator`),
-  used only as a pre-scaling so that the flow sees targets of similar width at every pT.
+  :math:`\sigma_{p_T}` and :math:`\sigma_\theta` are fixed smooth CMS-like resolution
+  functions (:func:`_pt_scale`, :func:`_angle_scale`), used only as a pre-scaling so that
+  the flow sees targets of similar width at every pT. Each target is then mapped to a
+  standard normal marginal by a monotonic piecewise-linear quantile map
+  (:class:`QuantileScaler`), so that the splines (defined on [-5, 5]) cover the tails.
+  Quantised targets are dequantised in training and snapped back when sampling: counts
+  by flooring ``exp``, the jet area (a lattice of ghost areas) to its lattice.
 * ``efficiency``: an MLP giving the probability that a gen jet has a reco jet.
 * ``fake_count``: an MLP giving a categorical distribution of the number of unmatched
   (pileup and fake) reco jets per event, given (nPU, rho, number of gen jets).
@@ -64,6 +68,9 @@ __all__ = [
     "load_model",
     "LoadedModel",
     "Scaler",
+    "QuantileScaler",
+    "find_lattice",
+    "snap",
     "n_parameters",
     "categorical_cdf",
 ]
@@ -113,9 +120,11 @@ def _wrap(dphi: np.ndarray) -> np.ndarray:
 
 
 def _pt_scale(pt: np.ndarray, eta: np.ndarray, rho: np.ndarray) -> np.ndarray:
-    from hepfastsim.simulators.parametric import ParametricSimulator
-
-    return ParametricSimulator().relative_resolution(pt, eta, rho)
+    """Smooth sigma(pT)/pT, eta-independent: sqrt((N^2 + k^2 rho A)/pT^2 + S^2/pT + C^2) with
+    N = 2.5 GeV, k = 1 GeV^1/2, A = pi 0.4^2, S = 1 GeV^1/2, C = 0.05 (a pre-scaling only)."""
+    del eta  # kept in the signature: the flow learns the eta dependence from the context
+    noise2 = 2.5**2 + np.maximum(rho, 0.0) * np.pi * 0.16
+    return np.sqrt(noise2 / pt**2 + 1.0 / pt + 0.05**2)
 
 
 def _angle_scale(pt: np.ndarray) -> np.ndarray:
@@ -328,6 +337,69 @@ class Scaler:
         return z * np.asarray(self.scale) + np.asarray(self.center)
 
 
+_QUANTILE_LEVELS = np.concatenate([[1e-5, 1e-4, 5e-4, 2e-3], np.linspace(0.005, 0.995, 67), [0.998, 0.9995, 0.9999, 1 - 1e-5]])
+
+
+@dataclass(frozen=True)
+class QuantileScaler:
+    """Per column, a monotonic piecewise-linear map of data quantiles ``knots_x`` onto standard
+    normal quantiles ``knots_z``, linear beyond the end knots (marginal Gaussianisation)."""
+
+    knots_x: tuple[tuple[float, ...], ...]
+    knots_z: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> QuantileScaler:
+        from scipy.special import ndtri
+
+        cols = []
+        for j in range(x.shape[1]):
+            q = np.quantile(x[:, j], _QUANTILE_LEVELS)
+            span = max(float(q[-1] - q[0]), 1e-6)
+            for i in range(1, len(q)):  # strictly increasing knots (discrete values repeat quantiles)
+                q[i] = max(q[i], q[i - 1] + 1e-6 * span)
+            cols.append(tuple(float(v) for v in q))
+        return cls(tuple(cols), tuple(float(v) for v in ndtri(_QUANTILE_LEVELS)))
+
+    @staticmethod
+    def _map(v: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+        out = np.interp(v, xp, fp)
+        lo, hi = v < xp[0], v > xp[-1]
+        out[lo] = fp[0] + (v[lo] - xp[0]) * (fp[1] - fp[0]) / (xp[1] - xp[0])
+        out[hi] = fp[-1] + (v[hi] - xp[-1]) * (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+        return out
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        z = np.asarray(self.knots_z)
+        return np.column_stack([self._map(x[:, j], np.asarray(k), z) for j, k in enumerate(self.knots_x)])
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        zk = np.asarray(self.knots_z)
+        return np.column_stack([self._map(z[:, j], zk, np.asarray(k)) for j, k in enumerate(self.knots_x)])
+
+
+def find_lattice(x: np.ndarray, max_values: int = 5000) -> tuple[float, float]:
+    """(step, origin) if the values of ``x`` lie on a lattice origin + k step (as jet areas
+    counted in ghosts do), else (0, 0)."""
+    x = np.asarray(x, np.float64)[:500_000]
+    values, counts = np.unique(x, return_counts=True)
+    if len(values) < 3 or len(values) > max_values:
+        return 0.0, 0.0
+    diffs = np.diff(values)
+    step = float(np.min(diffs[diffs > 1e-9 * max(1.0, abs(values).max())])) if np.any(diffs > 0) else 0.0
+    if step <= 0:
+        return 0.0, 0.0
+    origin = float(values[np.argmax(counts)])
+    k = (values - origin) / step
+    return (step, origin) if np.all(np.abs(k - np.round(k)) < 0.05) else (0.0, 0.0)
+
+
+def snap(x: np.ndarray, lattice: tuple[float, float]) -> np.ndarray:
+    """Round ``x`` to the nearest lattice point (unchanged when the step is 0)."""
+    step, origin = lattice
+    return x if step <= 0 else origin + np.round((x - origin) / step) * step
+
+
 @dataclass
 class LoadedModel:
     """A trained model: the torch module, its scalers and its metadata."""
@@ -335,11 +407,13 @@ class LoadedModel:
     module: Any
     arch: Architecture
     context_scaler: Scaler
-    target_scaler: Scaler
+    target_scaler: QuantileScaler
     fake_context_scaler: Scaler
-    fake_target_scaler: Scaler
+    fake_target_scaler: QuantileScaler
     fake_pt_floor: float
     metadata: dict[str, Any]
+    area_lattice: tuple[float, float] = (0.0, 0.0)
+    fake_area_lattice: tuple[float, float] = (0.0, 0.0)
 
     def scalers_dict(self) -> dict[str, Any]:
         return {
@@ -348,10 +422,12 @@ class LoadedModel:
             "fake_context": asdict(self.fake_context_scaler),
             "fake_target": asdict(self.fake_target_scaler),
             "fake_pt_floor": self.fake_pt_floor,
+            "area_lattice": list(self.area_lattice),
+            "fake_area_lattice": list(self.fake_area_lattice),
         }
 
 
-FORMAT = "hepfastsim-kinematics-v1"
+FORMAT = "hepfastsim-kinematics-v2"
 
 
 def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
@@ -420,16 +496,19 @@ def load_model(path: str | Path) -> LoadedModel:
         p.requires_grad_(False)
     s = doc["scalers"]
     mk = lambda d: Scaler(tuple(d["center"]), tuple(d["scale"]))  # noqa: E731
+    mq = lambda d: QuantileScaler(tuple(tuple(k) for k in d["knots_x"]), tuple(d["knots_z"]))  # noqa: E731
     meta_only = {k: v for k, v in doc.items() if k not in ("format", "architecture", "scalers")}
     return LoadedModel(
         module=module,
         arch=arch,
         context_scaler=mk(s["context"]),
-        target_scaler=mk(s["target"]),
+        target_scaler=mq(s["target"]),
         fake_context_scaler=mk(s["fake_context"]),
-        fake_target_scaler=mk(s["fake_target"]),
+        fake_target_scaler=mq(s["fake_target"]),
         fake_pt_floor=float(s["fake_pt_floor"]),
         metadata=meta_only,
+        area_lattice=tuple(s["area_lattice"]),
+        fake_area_lattice=tuple(s["fake_area_lattice"]),
     )
 
 

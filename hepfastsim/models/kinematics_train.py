@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import awkward as ak
@@ -32,9 +32,11 @@ from hepfastsim.models.kinematics_flow import (
     ARCH_DEFAULTS,
     Architecture,
     LoadedModel,
+    QuantileScaler,
     Scaler,
     build_model,
     fake_context,
+    find_lattice,
     fake_targets,
     gen_context,
     matched_targets,
@@ -64,6 +66,8 @@ class TrainConfig:
     max_minutes: float | None = None
     flow_share: float = 0.6
     tree: str = "Events"
+    # the efficiency and count networks are cheap: they get this many times the epochs
+    small_net_epoch_factor: int = 3
 
 
 @dataclass
@@ -232,14 +236,38 @@ def load_training_data(
 # --------------------------------------------------------------------------- training
 
 
+def _gaussianise(y: Any, knots_x: Any, knots_z: Any) -> Any:
+    """Torch version of :meth:`QuantileScaler.forward` (piecewise linear, linear ends)."""
+    import torch
+
+    cols = []
+    for j in range(y.shape[1]):
+        xk = knots_x[j]
+        i = torch.clamp(torch.searchsorted(xk, y[:, j].contiguous()) - 1, 0, len(xk) - 2)
+        x0, x1, z0, z1 = xk[i], xk[i + 1], knots_z[i], knots_z[i + 1]
+        cols.append(z0 + (y[:, j] - x0) * (z1 - z0) / (x1 - x0))
+    return torch.stack(cols, dim=1)
+
+
 ProgressFn = Callable[[str, int, int, float, float], None]  # (stage, epoch, epochs, train loss, held-out loss)
 
 
-def _dequantise(y: Any, column: int, gen: Any) -> Any:
+def _dequantise(y: Any, count_column: int, area_column: int, area_step: float, gen: Any) -> Any:
+    """Counts n -> log(n + u); lattice areas a -> a + (u - 1/2) step; u uniform in [0, 1)."""
     import torch
 
     out = y.clone()
-    out[:, column] = torch.log(torch.clamp(y[:, column], min=0.0) + torch.rand(len(y), generator=gen))
+    out[:, count_column] = torch.log(torch.clamp(y[:, count_column], min=0.0) + torch.rand(len(y), generator=gen))
+    if area_step > 0:
+        out[:, area_column] = y[:, area_column] + (torch.rand(len(y), generator=gen) - 0.5) * area_step
+    return out
+
+
+def _dequantise_np(y: np.ndarray, count_column: int, area_column: int, area_step: float, rng: Any) -> np.ndarray:
+    out = y.copy()
+    out[:, count_column] = np.log(np.maximum(y[:, count_column], 0) + rng.random(len(y)))
+    if area_step > 0:
+        out[:, area_column] = y[:, area_column] + (rng.random(len(y)) - 0.5) * area_step
     return out
 
 
@@ -325,14 +353,15 @@ def train_kinematics(
 
     ctx_scaler = Scaler.fit(data.context)
     ctx = f32(ctx_scaler.forward(data.context))
-    # dequantised copy only to fit the scaler of the targets
+    # dequantised copies only to fit the quantile maps of the targets
     rng = np.random.default_rng(config.seed)
-    t_fit = data.targets.copy()
-    t_fit[:, 4] = np.log(np.maximum(t_fit[:, 4], 0) + rng.random(len(t_fit)))
-    tgt_scaler = Scaler.fit(t_fit, robust=True)
-    f_fit = data.fake_jets.copy()
-    f_fit[:, 3] = np.log(np.maximum(f_fit[:, 3], 0) + rng.random(len(f_fit)))
-    fake_tgt_scaler = Scaler.fit(f_fit, robust=True) if len(f_fit) else Scaler((0.0,) * 5, (1.0,) * 5)
+    area_lattice = find_lattice(data.targets[:, 5])
+    fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0)
+    tgt_scaler = QuantileScaler.fit(_dequantise_np(data.targets, 4, 5, area_lattice[0], rng))
+    if len(data.fake_jets) >= 10:
+        fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))
+    else:
+        fake_tgt_scaler = QuantileScaler.fit(rng.normal(size=(100, 5)))
     ev_scaler = Scaler.fit(data.event_context)
     ev_ctx = f32(ev_scaler.forward(data.event_context))
 
@@ -341,11 +370,13 @@ def train_kinematics(
     report: dict[str, Any] = {}
 
     # 1. matched flow
-    t_center, t_scale = f32(tgt_scaler.center), f32(tgt_scaler.scale)
+    # the quantile maps are fixed, piecewise linear: apply them to dequantised targets in torch
+    t_knots = (f32(np.array(tgt_scaler.knots_x)), f32(tgt_scaler.knots_z))
+    f_knots = (f32(np.array(fake_tgt_scaler.knots_x)), f32(fake_tgt_scaler.knots_z))
 
     def flow_loss(c: Any, y: Any) -> Any:
-        y = _dequantise(y, 4, gen)
-        return -module.flow(c).log_prob((y - t_center) / t_scale).mean()
+        y = _gaussianise(_dequantise(y, 4, 5, area_lattice[0], gen), *t_knots)
+        return -module.flow(c).log_prob(y).mean()
 
     m_ctx = ctx[torch.as_tensor(data.matched_context_rows)]
     y = f32(data.targets)
@@ -361,8 +392,9 @@ def train_kinematics(
 
     matched = f32(data.matched)
     hj = torch.as_tensor(data.jet_holdout)
+    small = replace(config, epochs=config.epochs * config.small_net_epoch_factor)
     report["efficiency"] = _fit("efficiency", module.efficiency, eff_loss, (ctx[~hj], matched[~hj]), (ctx[hj], matched[hj]),
-                                config, None if budget is None else budget * share_rest, gen, on_progress)
+                                small, None if budget is None else budget * share_rest, gen, on_progress)
 
     # 3. number of unmatched jets per event
     ce = torch.nn.CrossEntropyLoss()
@@ -373,15 +405,13 @@ def train_kinematics(
 
     he = torch.as_tensor(data.event_holdout)
     report["fake_count"] = _fit("fake_count", module.fake_count, count_loss, (ev_ctx[~he], counts[~he]),
-                                (ev_ctx[he], counts[he]), config, None if budget is None else budget * share_rest,
+                                (ev_ctx[he], counts[he]), small, None if budget is None else budget * share_rest,
                                 gen, on_progress)
 
     # 4. unmatched-jet kinematics
-    f_center, f_scale = f32(fake_tgt_scaler.center), f32(fake_tgt_scaler.scale)
-
     def fake_loss(c: Any, y: Any) -> Any:
-        y = _dequantise(y, 3, gen)
-        return -module.fake_flow(c).log_prob((y - f_center) / f_scale).mean()
+        y = _gaussianise(_dequantise(y, 3, 4, fake_area_lattice[0], gen), *f_knots)
+        return -module.fake_flow(c).log_prob(y).mean()
 
     f_ctx = ev_ctx[torch.as_tensor(data.fake_event)]
     fy = f32(data.fake_jets)
@@ -410,4 +440,6 @@ def train_kinematics(
         fake_target_scaler=fake_tgt_scaler,
         fake_pt_floor=data.fake_pt_floor,
         metadata=metadata,
+        area_lattice=area_lattice,
+        fake_area_lattice=fake_area_lattice,
     )

@@ -137,6 +137,7 @@ class KinematicsSimulator(Simulator):
             fake_context,
             gen_context,
             nearest_neighbour_dr,
+            snap,
         )
 
         m = self.model
@@ -162,9 +163,10 @@ class KinematicsSimulator(Simulator):
         u = uniforms(events.keys, offsets, 1, domain=DOMAIN_EFFICIENCY)[:, 0]
         keep_v = u[v] < self.efficiency(context)
         kept = v[keep_v]
-        z = normals(events.keys, offsets, len(m.target_scaler.center), domain=DOMAIN_FLOW)[kept]
+        z = normals(events.keys, offsets, len(m.target_scaler.knots_x), domain=DOMAIN_FLOW)[kept]
         y = m.target_scaler.inverse(self._flow_inverse(m.module.flow, m.context_scaler.forward(context[keep_v]), z))
         matched = decode_matched(y, pt[kept], eta[kept], phi[kept], mass[kept], rho[event_of_jet[kept]])
+        matched["area"] = np.maximum(snap(matched["area"], m.area_lattice), 0.0)
 
         # unmatched (pileup / fake) jets
         ev_ctx = fake_context(n_pu, rho, counts.astype(np.float64))
@@ -173,12 +175,13 @@ class KinematicsSimulator(Simulator):
         n_fake = np.sum(self.fake_count_cdf(ev_ctx) < u_count[:, None], axis=1).astype(np.int64)
         fake_offsets = np.concatenate([[0], np.cumsum(n_fake)])
         event_of_fake = np.repeat(np.arange(n_events), n_fake)
-        zf = normals(events.keys, fake_offsets, len(m.fake_target_scaler.center), domain=DOMAIN_FAKE_FLOW)
+        zf = normals(events.keys, fake_offsets, len(m.fake_target_scaler.knots_x), domain=DOMAIN_FAKE_FLOW)
         u_phi = uniforms(events.keys, fake_offsets, 1, domain=DOMAIN_FAKE_PHI)[:, 0]
         yf = m.fake_target_scaler.inverse(
             self._flow_inverse(m.module.fake_flow, m.fake_context_scaler.forward(ev_ctx[event_of_fake]), zf)
         )
         fakes = decode_fakes(yf, u_phi, m.fake_pt_floor)
+        fakes["area"] = np.maximum(snap(fakes["area"], m.fake_area_lattice), 0.0)
 
         event_all = np.concatenate([event_of_jet[kept], event_of_fake])
         columns = {k: np.concatenate([matched[k], fakes[k]]) for k in ("pt", "eta", "phi", "mass", "nConstituents", "area")}

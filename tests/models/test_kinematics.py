@@ -17,11 +17,14 @@ from hepfastsim.errors import BranchNotFoundError, ModelError
 from hepfastsim.kernels.rng import event_keys
 from hepfastsim.models.kinematics_flow import (
     Architecture,
+    QuantileScaler,
     decode_matched,
+    find_lattice,
     load_model,
     matched_targets,
     nearest_neighbour_dr,
     save_model,
+    snap,
 )
 from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
 from hepfastsim.simulators import GenEvents, KinematicsSimulator, make_simulator
@@ -80,6 +83,28 @@ def test_targets_round_trip() -> None:
         np.testing.assert_allclose(back[k], ref, rtol=1e-9, atol=1e-9, err_msg=k)
 
 
+def test_quantile_scaler_gaussianises_and_inverts() -> None:
+    rng = np.random.default_rng(2)
+    x = np.column_stack([rng.standard_cauchy(20000), rng.exponential(size=20000), rng.integers(0, 3, 20000)])
+    q = QuantileScaler.fit(x)
+    z = q.forward(x)
+    assert np.all(np.abs(z[:, :2].mean(axis=0)) < 0.02) and np.all(np.abs(z[:, :2].std(axis=0) - 1) < 0.02)
+    assert np.abs(z[:, :2]).max() < 4.5  # heavy tails inside the spline domain [-5, 5]
+    np.testing.assert_allclose(q.inverse(z), x, atol=1e-9)
+    far = np.array([[1e6, 50.0, 5.0]])  # beyond the end knots: linear, still invertible
+    np.testing.assert_allclose(q.inverse(q.forward(far)), far, rtol=1e-9)
+
+
+def test_lattice_detection_and_snap() -> None:
+    rng = np.random.default_rng(3)
+    step, origin = 0.002494, 0.5037
+    area = origin + step * rng.integers(-80, 10, 5000)
+    found = find_lattice(area)
+    assert found[0] == pytest.approx(step, rel=1e-6)
+    np.testing.assert_allclose(snap(area + rng.uniform(-0.4, 0.4, 5000) * step, found), area, atol=1e-9)
+    assert find_lattice(rng.normal(size=5000)) == (0.0, 0.0)
+
+
 def test_nearest_neighbour_dr_against_a_loop() -> None:
     jets = ak.Array([[{"eta": 0.0, "phi": 3.1}, {"eta": 0.0, "phi": -3.1}, {"eta": 1.0, "phi": 0.0}], [{"eta": 2.0, "phi": 0.0}], []])
     got = nearest_neighbour_dr(jets)
@@ -94,10 +119,10 @@ def test_save_load_without_pickle(tiny_model: Path) -> None:
     meta = json.loads(tiny_model.with_suffix(".json").read_text())
     raw = weights.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "hepfastsim-kinematics-v1"  # a JSON header, no pickle
+    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "hepfastsim-kinematics-v2"  # a JSON header, no pickle
     with safe_open(str(weights), framework="pt") as f:
         assert any(k.startswith("flow.") for k in f.keys())
-    assert meta["format"] == "hepfastsim-kinematics-v1"
+    assert meta["format"] == "hepfastsim-kinematics-v2"
     assert meta["training"]["files"][0]["events"] == 400
     assert meta["architecture"]["flow_hidden"] == [16]
     model = load_model(tiny_model)
