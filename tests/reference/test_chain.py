@@ -180,6 +180,11 @@ def test_cli_writes_nanoaod_that_coffea_reads(tmp_path, pool_dir):
     from_top = ak.fill_none(abs(events.GenPart.parent.pdgId) == 6, False)
     ws = events.GenPart[(abs(events.GenPart.pdgId) == 24) & from_top]
     assert ak.all(ak.num(ws) == 2)
+    # PFNano naming: coffea's PFNanoAODSchema links jets to their PF candidates
+    pfnano = coffea_nano.NanoEventsFactory.from_root(
+        {str(out): "Events"}, schemaclass=coffea_nano.PFNanoAODSchema, mode="eager"
+    ).events()
+    assert ak.all(ak.num(pfnano.Jet.constituents.pf, axis=2) == pfnano.Jet.nConstituents)
 
 
 def test_response_table_against_hand_counts():
