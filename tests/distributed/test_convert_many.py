@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import awkward as ak
@@ -10,7 +11,7 @@ import pytest
 import uproot
 
 from hepfastsim.convert import ConvertConfig
-from hepfastsim.distributed import ConvertManyError, convert_many, expand_inputs, map_tasks, plan_outputs
+from hepfastsim.distributed import ConvertManyError, _in_order, convert_many, expand_inputs, map_tasks, plan_outputs
 from hepfastsim.errors import HepfastsimError, OutputError
 from nanoaod_factory import write_nanoaod
 from slow_simulator import CrashOnceSimulator, InterruptingSimulator
@@ -44,10 +45,20 @@ def _all_arrays(path: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_process_pool_gives_the_iterative_bytes(inputs, reference, tmp_path) -> None:
-    summaries = convert_many(inputs, tmp_path, CONFIG, executor="futures", workers=2)
-    assert [Path(s.output).name for s in summaries] == ["f0.root", "f1.root", "f2.root"]
-    assert _contents(tmp_path) == reference
+def test_process_pool_gives_the_iterative_bytes_and_a_bad_input_fails_alone(inputs, reference, tmp_path) -> None:
+    bad = tmp_path / "in" / "broken.root"
+    bad.parent.mkdir()
+    bad.write_text("not a ROOT file")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConvertManyError) as info:
+        convert_many([inputs[0], bad, *inputs[1:]], out, CONFIG, executor="futures", workers=2)
+    err = info.value
+    assert isinstance(err, HepfastsimError)
+    assert [f.input for f in err.failures] == [str(bad)] and err.failures[0].error == "InputFileError"
+    assert "broken.root" in str(err) and "not a ROOT file" in str(err) and "1 of 4 inputs failed" in str(err)
+    assert [Path(s.output).name for s in err.summaries] == ["f0.root", "f1.root", "f2.root"]
+    assert _contents(out) == reference  # the good files, byte for byte, and nothing else
 
 
 def test_local_dask_cluster_with_other_chunks_gives_the_same_arrays(inputs, reference, tmp_path) -> None:
@@ -83,22 +94,6 @@ def test_crash_every_time_is_reported_naming_the_file(inputs, tmp_path) -> None:
                      simulator=CrashOnceSimulator(str(tmp_path)))
     assert "f0.root" in str(info.value) and "died" in str(info.value)
     assert list(out.iterdir()) == []
-
-
-def test_bad_input_fails_alone_and_is_named(inputs, reference, tmp_path) -> None:
-    bad = tmp_path / "in" / "broken.root"
-    bad.parent.mkdir()
-    bad.write_text("not a ROOT file")
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(ConvertManyError) as info:
-        convert_many([inputs[0], bad, inputs[1]], out, CONFIG, executor="futures", workers=2)
-    err = info.value
-    assert isinstance(err, HepfastsimError)
-    assert [f.input for f in err.failures] == [str(bad)] and err.failures[0].error == "InputFileError"
-    assert "broken.root" in str(err) and "not a ROOT file" in str(err) and "1 of 3 inputs failed" in str(err)
-    assert [Path(s.output).name for s in err.summaries] == ["f0.root", "f1.root"]
-    assert _contents(out) == {k: reference[k] for k in ("f0.root", "f1.root")}
 
 
 def test_interrupted_run_leaves_no_partial_file_and_resumes(inputs, reference, tmp_path) -> None:
@@ -175,34 +170,41 @@ def _slow_first(x: int) -> int:
     return x * x
 
 
-@pytest.mark.parametrize("executor", ["iterative", "futures"])
-def test_map_tasks_yields_every_result_once(executor) -> None:
-    got = list(map_tasks(_slow_first, list(range(7)), executor=executor, workers=2))
+def test_map_tasks_as_completed_or_in_order() -> None:
+    got = list(map_tasks(_slow_first, list(range(7)), executor="futures", workers=2))
     assert sorted(got) == [(i, i * i) for i in range(7)]
-    if executor == "futures":
-        assert got[0][0] != 0  # as completed: the slow first task is not first
-    ordered = list(map_tasks(_slow_first, list(range(7)), executor=executor, workers=2, ordered=True))
-    assert ordered == [(i, i * i) for i in range(7)]
+    assert got[0][0] != 0  # as completed: the slow first task is not first
+    assert list(_in_order(iter(got))) == [(i, i * i) for i in range(7)]
+    assert list(map_tasks(_slow_first, [3, 1], executor="iterative", ordered=True)) == [(0, 9), (1, 1)]
 
 
 def test_interrupted_dask_run_leaves_only_complete_outputs(inputs, reference, tmp_path) -> None:
-    """Ctrl-C in the client while workers are mid-file: the LocalCluster is closed (its
-    workers killed); destinations hold complete files only; a rerun with resume finishes."""
+    """Ctrl-C in the client while workers are mid-file: queued files are cancelled, the
+    LocalCluster is closed; destinations hold complete files only; a rerun with resume
+    finishes the rest."""
     from slow_simulator import SlowSimulator
 
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    plan = {}
+    for p in inputs:  # six files: each input twice (a copy keeps the ROOT UUID, so the output bytes)
+        shutil.copy(p, copies / p.name)
+        plan[str(p)] = tmp_path / "out" / "a" / p.name
+        plan[str(copies / p.name)] = tmp_path / "out" / "b" / p.name
+    for sub in ("a", "b"):
+        (tmp_path / "out" / sub).mkdir(parents=True)
     markers = tmp_path / "markers"
     markers.mkdir()
-    out = tmp_path / "out"
-    out.mkdir()
 
     def interrupt(result) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        convert_many(inputs, out, CONFIG, executor="dask", workers=2, on_done=interrupt,
+        convert_many(plan, None, CONFIG, executor="dask", workers=2, on_done=interrupt,
                      simulator=SlowSimulator(str(markers), delay=0.5))
-    finished = {p.name: p.read_bytes() for p in out.glob("*.root")}
-    assert 1 <= len(finished) < len(inputs)
-    assert finished == {name: reference[name] for name in finished}  # no partial destination
-    convert_many(inputs, out, CONFIG, resume=True)
-    assert _contents(out) == reference  # and the killed workers' temporaries are gone
+    finished = {p: p.read_bytes() for p in (tmp_path / "out").glob("*/*.root")}
+    assert 1 <= len(finished) < len(plan)
+    assert all(data == reference[p.name] for p, data in finished.items())  # no partial destination
+    convert_many(plan, None, CONFIG, resume=True)
+    for sub in ("a", "b"):
+        assert _contents(tmp_path / "out" / sub) == reference  # killed workers' temporaries gone too
