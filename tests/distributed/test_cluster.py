@@ -21,6 +21,8 @@ from hepfastsim.distributed import convert_many
 from nanoaod_factory import write_nanoaod
 from slow_simulator import SlowSimulator
 
+pytestmark = pytest.mark.slow  # starts dask schedulers and workers
+
 CONFIG = ConvertConfig(reproducible=True, chunk_size=40, seed=11)
 
 

@@ -45,6 +45,7 @@ def _all_arrays(path: Path) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_iterative_bytes_and_a_bad_input_fails_alone(inputs, reference, tmp_path) -> None:
     bad = tmp_path / "in" / "broken.root"
     bad.parent.mkdir()
@@ -61,6 +62,7 @@ def test_process_pool_gives_the_iterative_bytes_and_a_bad_input_fails_alone(inpu
     assert _contents(out) == reference  # the good files, byte for byte, and nothing else
 
 
+@pytest.mark.slow
 def test_local_dask_cluster_with_other_chunks_gives_the_same_arrays(inputs, reference, tmp_path) -> None:
     """Other chunk sizes make other baskets (other bytes) but every branch is equal."""
     config = ConvertConfig(reproducible=True, chunk_size=1000, seed=5)
@@ -75,6 +77,7 @@ def test_local_dask_cluster_with_other_chunks_gives_the_same_arrays(inputs, refe
         assert mine == theirs
 
 
+@pytest.mark.slow
 def test_worker_process_crash_is_retried(inputs, reference, tmp_path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -178,6 +181,7 @@ def test_map_tasks_as_completed_or_in_order() -> None:
     assert list(map_tasks(_slow_first, [3, 1], executor="iterative", ordered=True)) == [(0, 9), (1, 1)]
 
 
+@pytest.mark.slow
 def test_interrupted_dask_run_leaves_only_complete_outputs(inputs, reference, tmp_path) -> None:
     """Ctrl-C in the client while workers are mid-file: queued files are cancelled, the
     LocalCluster is closed; destinations hold complete files only; a rerun with resume
