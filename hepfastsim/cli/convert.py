@@ -42,8 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="IN",
                    help="NanoAOD-like ROOT file(s) with GenJet_* branches; without --output-dir: IN OUT")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="convert every IN into DIR/<name of IN>")
-    p.add_argument("--executor", choices=EXECUTORS, default="iterative",
-                   help="how files are spread over cores (default: %(default)s)")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="how files are spread over cores (default: dask with --scheduler, else iterative)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (tcp://host:8786); "
                    "with --executor dask and no address a local cluster is started")
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -87,6 +87,8 @@ def print_summary(summary: ConvertSummary, console: Console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.executor is None:
+        args.executor = "dask" if args.scheduler is not None else "iterative"
     if args.output_dir is None and len(args.paths) != 2:
         raise HepfastsimError(
             f"expected IN OUT, or inputs with --output-dir DIR; got {len(args.paths)} path(s) and no --output-dir"

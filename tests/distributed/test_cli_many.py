@@ -50,7 +50,8 @@ def test_resume_and_overwrite(indir, tmp_path, capsys) -> None:
 def test_usage_errors(indir, tmp_path, capsys) -> None:
     assert main(["convert", str(indir / "s0.root"), str(indir / "s1.root"), str(tmp_path / "x.root"), "--quiet"]) == 1
     assert "--output-dir" in capsys.readouterr().err
-    assert main(["convert", str(indir / "s0.root"), str(tmp_path / "x.root"), "--scheduler", "tcp://127.0.0.1:1", "--quiet"]) == 1
+    assert main(["convert", str(indir / "s0.root"), str(tmp_path / "x.root"), "--executor", "futures",
+                 "--scheduler", "tcp://127.0.0.1:1", "--quiet"]) == 1
     assert "needs --executor dask" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert", str(indir / "s0.root"), str(tmp_path / "x.root"), "--executor", "spark"])

@@ -107,3 +107,14 @@ def test_processor_histograms_merge_the_same_on_the_cluster(loopback_cluster, in
         # the same entries, summed in another order: equal to rounding
         np.testing.assert_allclose(h_remote.values(), h_local.values(), rtol=1e-12)
         np.testing.assert_allclose(h_remote.variances(), h_local.variances(), rtol=1e-12)
+
+
+def test_cli_with_scheduler_address(loopback_cluster, inputs, reference, tmp_path, capsys) -> None:
+    """``--scheduler`` alone selects the dask executor."""
+    from hepfastsim.cli.main import main
+
+    code = main(["convert", *map(str, inputs), "-o", str(tmp_path), "--scheduler", loopback_cluster.address,
+                 "--reproducible", "--chunk-size", "40", "--seed", "11", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "4 files, 640 events converted" in capsys.readouterr().out
+    assert _contents(tmp_path) == reference
