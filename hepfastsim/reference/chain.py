@@ -26,9 +26,11 @@ from hepfastsim.reference.clustering import (
     JetBlock,
     cluster,
     fixed_grid_rho,
+    gather_constituents,
     ghost_flavours,
     jet_areas,
     match_closest,
+    softdrop_mass,
 )
 from hepfastsim.reference.config import ChainConfig, DetectorConfig
 from hepfastsim.reference.detector import PFBlock, detector_arrays, simulate_detector
@@ -333,6 +335,12 @@ def run_block(task: BlockTask) -> BlockOutput:
     gpt, geta, gphi, gmass = _particles_ptetaphim(gvis)
     nconst_g4 = _count_real(gen4.const_offsets, gen4.const_index, gen4.offsets, n_real_gen)
     nconst_g8 = _count_real(gen8.const_offsets, gen8.const_index, gen8.offsets, n_real_gen)
+    # soft-drop masses of the stored AK8 jets (reco from CHS candidates, gen from particles)
+    pcx, pcy, pcz, pce = _pxpypze(pf.pt, pf.eta, pf.phi, pf.mass)
+    c_off, c_idx = gather_constituents(j8, s8, pf.offsets, np.diff(pf.offsets))
+    msd8 = softdrop_mass(c_off, pcx[c_idx], pcy[c_idx], pcz[c_idx], pce[c_idx])
+    c_off, c_idx = gather_constituents(gen8, g8s, gvis.offsets, n_real_gen)
+    gmsd8 = softdrop_mass(c_off, gvis.px[c_idx], gvis.py[c_idx], gvis.pz[c_idx], gvis.e[c_idx])
     nconst_4 = np.diff(j4.const_offsets)
     nconst_8 = np.diff(j8.const_offsets)
 
@@ -360,14 +368,15 @@ def run_block(task: BlockTask) -> BlockOutput:
                                     "nConstituents": nconst_g4[g4s]}),
         "GenJetAK8": (np.diff(g8off), {"pt": gen8.pt[g8s], "eta": gen8.eta[g8s], "phi": gen8.phi[g8s],
                                        "mass": gen8.mass[g8s], "partonFlavour": pf8[g8s],
-                                       "hadronFlavour": hf8[g8s], "nConstituents": nconst_g8[g8s]}),
+                                       "hadronFlavour": hf8[g8s], "nConstituents": nconst_g8[g8s],
+                                       "msoftdrop": gmsd8}),
         "Jet": (np.diff(off4), {"pt": pt4[s4], "eta": j4.eta[s4], "phi": j4.phi[s4], "mass": j4.mass[s4] * f4[s4],
                                 "area": a4[s4], "rawFactor": 1.0 - 1.0 / f4[s4], "genJetIdx": idx4,
                                 "nConstituents": nconst_4[s4], "partonFlavour": jet_pflav,
                                 "hadronFlavour": jet_hflav}),
         "FatJet": (np.diff(off8), {"pt": pt8[s8], "eta": j8.eta[s8], "phi": j8.phi[s8],
                                    "mass": j8.mass[s8] * f8[s8], "area": a8[s8], "rawFactor": 1.0 - 1.0 / f8[s8],
-                                   "genJetAK8Idx": idx8, "nConstituents": nconst_8[s8]}),
+                                   "genJetAK8Idx": idx8, "nConstituents": nconst_8[s8], "msoftdrop": msd8}),
         "GenCands": (n_gc, {"pt": gpt[keep_g], "eta": geta[keep_g], "phi": gphi[keep_g], "mass": gmass[keep_g],
                             "charge": gvis.charge[keep_g], "pdgId": gvis.pdg[keep_g]}),
         "PFCands": (n_pf, {"pt": pf.pt[keep_pf], "eta": pf.eta[keep_pf], "phi": pf.phi[keep_pf],

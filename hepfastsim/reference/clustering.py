@@ -32,7 +32,8 @@ import numpy as np
 
 from hepfastsim.kernels.geometry import delta_r2, rapidity
 
-__all__ = ["JetBlock", "cluster", "jet_areas", "fixed_grid_rho", "match_closest", "ghost_flavours"]
+__all__ = ["JetBlock", "cluster", "jet_areas", "fixed_grid_rho", "match_closest", "ghost_flavours",
+           "gather_constituents", "softdrop_mass"]
 
 
 @dataclass
@@ -313,3 +314,74 @@ def ghost_flavours(jets: JetBlock, n_real: np.ndarray, ghost_offsets: np.ndarray
     ``n_real[ev]`` real particles of each event; ghost ``pdg`` codes as in ``GenBlock.ghosts``."""
     return _flavour_kernel(jets.offsets, jets.const_offsets, jets.const_index, ghost_offsets,
                            n_real.astype(np.int64), ghost_pdg.astype(np.int32), ghost_pt.astype(np.float64))
+
+
+@nb.njit(cache=True)
+def _gather_kernel(sel, jet_event, const_offsets, const_index, cand_offsets, n_real):
+    n_out = 0
+    for p in range(sel.shape[0]):
+        j = sel[p]
+        ev = jet_event[j]
+        for k in range(const_offsets[j], const_offsets[j + 1]):
+            if const_index[k] < n_real[ev]:
+                n_out += 1
+    off = np.zeros(sel.shape[0] + 1, np.int64)
+    idx = np.empty(n_out, np.int64)
+    o = 0
+    for p in range(sel.shape[0]):
+        j = sel[p]
+        ev = jet_event[j]
+        for k in range(const_offsets[j], const_offsets[j + 1]):
+            if const_index[k] < n_real[ev]:
+                idx[o] = cand_offsets[ev] + const_index[k]
+                o += 1
+        off[p + 1] = o
+    return off, idx
+
+
+def gather_constituents(jets: JetBlock, selected: np.ndarray, cand_offsets: np.ndarray,
+                        n_real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Constituents of the jets ``selected`` (global indices), ghosts dropped.
+
+    Returns per-jet offsets and the global indices of the constituents in the candidate
+    arrays whose per-event ``cand_offsets`` the jets were clustered from.
+    """
+    jet_event = np.repeat(np.arange(len(jets.offsets) - 1), np.diff(jets.offsets))
+    return _gather_kernel(selected.astype(np.int64), jet_event, jets.const_offsets, jets.const_index,
+                          cand_offsets.astype(np.int64), n_real.astype(np.int64))
+
+
+def softdrop_mass(jet_offsets: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray,
+                  z_cut: float = 0.1, beta: float = 0.0, r0: float = 0.8) -> np.ndarray:
+    """Soft-drop groomed mass (GeV) of each jet given its constituents (GeV), CMS settings.
+
+    The constituents of each jet are reclustered with Cambridge/Aachen into one jet and
+    groomed with soft drop (z_cut = 0.1, beta = 0, R0 = 0.8; arXiv:1402.2657), which is
+    what NanoAOD's ``FatJet_msoftdrop`` is. Jets with fewer than two constituents keep
+    their plain mass.
+    """
+    fastjet = _fastjet()
+    n_jets = len(jet_offsets) - 1
+    out = np.zeros(n_jets)
+    if n_jets == 0:
+        return out
+    counts = np.diff(jet_offsets)
+    multi = counts >= 2
+    # plain mass for 0/1-constituent jets
+    for j in np.nonzero(~multi)[0]:
+        a, b = jet_offsets[j], jet_offsets[j + 1]
+        m2 = e[a:b].sum() ** 2 - px[a:b].sum() ** 2 - py[a:b].sum() ** 2 - pz[a:b].sum() ** 2
+        out[j] = math.sqrt(max(m2, 0.0))
+    if not multi.any():
+        return out
+    keep = np.repeat(multi, counts)
+    rec = ak.zip({"px": ak.unflatten(px[keep], counts[multi]), "py": ak.unflatten(py[keep], counts[multi]),
+                  "pz": ak.unflatten(pz[keep], counts[multi]), "E": ak.unflatten(e[keep], counts[multi])},
+                 with_name="Momentum4D")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cs = fastjet.ClusterSequence(rec, fastjet.JetDefinition(fastjet.cambridge_algorithm, 10.0))
+        groomed = cs.exclusive_jets_softdrop_grooming(njets=1, beta=float(beta), symmetry_cut=float(z_cut),
+                                                       R0=float(r0))
+    out[multi] = ak.to_numpy(groomed["msoftdrop"]).astype(np.float64)
+    return out

@@ -10,6 +10,8 @@ the chain is turned into writer input by :func:`to_writer_branches`.
   (L1 + L2L3); pT > 15 / 100 GeV; ``rawFactor = 1 - raw/corrected`` as in NanoAOD;
   ``Jet_genJetIdx`` / ``FatJet_genJetAK8Idx``: closest gen jet within dR < 0.2 / 0.4;
   ``Jet_partonFlavour`` / ``Jet_hadronFlavour`` are those of the matched GenJet (0 if none).
+- ``FatJet_msoftdrop`` / ``GenJetAK8_msoftdrop`` (the latter a hepfastsim extension):
+  soft-drop mass (z_cut 0.1, beta 0) of the jet's constituents, uncorrected, GeV.
 - ``GenPart_*``: the pruned hard-process record (Pythia |status| 22, 23: resonances,
   outgoing partons and resonance decays), ``statusFlags`` = isHardProcess (bit 7) |
   fromHardProcess (bit 8); coffea treats a file with ``GenPart`` as simulation.
@@ -46,11 +48,12 @@ _KIN = {"pt": np.float32, "eta": np.float32, "phi": np.float32, "mass": np.float
 #: jagged collections: prefix -> {field: dtype}
 COLLECTIONS: dict[str, dict[str, type]] = {
     "GenJet": {**_KIN, "partonFlavour": np.int32, "hadronFlavour": np.int32, "nConstituents": np.int32},
-    "GenJetAK8": {**_KIN, "partonFlavour": np.int32, "hadronFlavour": np.int32, "nConstituents": np.int32},
+    "GenJetAK8": {**_KIN, "partonFlavour": np.int32, "hadronFlavour": np.int32, "nConstituents": np.int32,
+                  "msoftdrop": np.float32},
     "Jet": {**_KIN, "area": np.float32, "rawFactor": np.float32, "genJetIdx": np.int32,
             "nConstituents": np.int32, "partonFlavour": np.int32, "hadronFlavour": np.int32},
     "FatJet": {**_KIN, "area": np.float32, "rawFactor": np.float32, "genJetAK8Idx": np.int32,
-               "nConstituents": np.int32},
+               "nConstituents": np.int32, "msoftdrop": np.float32},
     "GenPart": {**_KIN, "pdgId": np.int32, "status": np.int32, "genPartIdxMother": np.int32,
                 "statusFlags": np.int32},
     "GenCands": {**_KIN, "charge": np.int32, "pdgId": np.int32},

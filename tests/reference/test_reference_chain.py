@@ -99,6 +99,12 @@ def test_wprime_fat_jets_peak_at_w_mass():
         assert 70 < peak < 100, (prefix, peak)
         # the W/Z bosons are hadronic: most leading fat jets are heavy
         assert np.mean((mass > 60) & (mass < 110)) > 0.3
+        # grooming removes the underlying event: the soft-drop mass peaks at the W / Z masses
+        msd = ak.to_numpy(ak.flatten(ev[f"{prefix}_msoftdrop"][sel]))
+        counts, edges = np.histogram(msd, bins=np.arange(30, 150, 5.0))
+        peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
+        assert 72 < peak < 95, (prefix, peak)
+        assert np.median(msd[(msd > 60) & (msd < 110)]) < np.median(mass[(mass > 60) & (mass < 110)])
 
 
 def test_pileup_overlay(pool_dir):
