@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "hepfastsim.cli.generate",
     "hepfastsim.cli.dijet",
     "hepfastsim.cli.fit",
+    "hepfastsim.cli.dijet_gan",
     "hepfastsim.cli.train",
     "hepfastsim.cli.validate",
 )
