@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
     p.add_argument("--min-bin-jets", type=int, default=500, help="response bins with fewer reference jets are not judged")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--record-in", metavar="MODEL", default=None,
+                   help="also record the summary under 'validation' in the metadata MODEL.json of a kinematics model")
+    p.add_argument("--record-name", default=None, help="key of this validation in --record-in (default: reference file name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="threads of the classifier (default: all cores)")
     p.add_argument("--tree", default="Events")
@@ -74,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         with console.status("plotting"):
             result.plots = make_plots(result, reference, candidates, out)
     md, js = write_report(result, out)
+    if args.record_in:
+        from hepfastsim.evaluation.validate import record_in_metadata
+
+        record_in_metadata(result, args.record_in, args.record_name or Path(args.reference).name)
     Console().print(summary_markdown(result), markup=False, highlight=False)
     Console().print(f"written: {md}, {js}" + (f" and {len(result.plots)} PNG plots" if result.plots else ""))
     return 0

@@ -38,7 +38,10 @@ from hepfastsim.evaluation.metrics import (
 from hepfastsim.io.nanoaod import GENJET_KINEMATICS, PILEUP_BRANCH, RHO_BRANCHES, iterate_chunks, open_tree
 from hepfastsim.io.schema import OVERSAMPLE_INDEX_BRANCH
 
-__all__ = ["RECO_VARIABLES", "JetTable", "Criteria", "ValidationResult", "read_jets", "validate", "write_report"]
+__all__ = [
+    "RECO_VARIABLES", "JetTable", "Criteria", "ValidationResult", "read_jets", "validate", "write_report",
+    "summary_markdown", "make_plots", "record_in_metadata",
+]
 
 #: Reco variables compared when both collections have them.
 RECO_VARIABLES: tuple[str, ...] = ("pt", "eta", "phi", "mass", "nConstituents", "area")
@@ -432,3 +435,30 @@ def write_report(result: ValidationResult, out_dir: str | os.PathLike[str]) -> t
     md.write_text(summary_markdown(result))
     js.write_text(json.dumps(result.to_dict(), indent=1, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)) + "\n")
     return md, js
+
+
+def compact_summary(result: ValidationResult) -> dict[str, Any]:
+    """The headline figures of every candidate (for model metadata)."""
+    out: dict[str, Any] = {"reference": result.reference_path, "events": result.n_events,
+                           "reference_efficiency": result.reference_efficiency[0],
+                           "reference_unmatched_per_event": result.reference_unmatched_per_event[0]}
+    for label, c in result.candidates.items():
+        out[label] = {
+            "w1_ratio": {v: round(r.value, 3) for v, r in c.w1.items()},
+            "auc": round(c.auc[0], 4),
+            "auc_pt_eta_phi_mass": round(c.auc_kinematic[0], 4),
+            "checks": {k: [float(v), bool(ok)] for k, (v, ok) in result.checks(label).items()},
+        }
+    return out
+
+
+def record_in_metadata(result: ValidationResult, model: str | os.PathLike[str], name: str) -> Path:
+    """Add :func:`compact_summary` under ``validation[name]`` of a kinematics model's JSON metadata."""
+    base = Path(model)
+    meta = (base.with_suffix("") if base.suffix in (".json", ".safetensors") else base).with_suffix(".json")
+    if not meta.is_file():
+        raise HepfastsimError(f"no model metadata {str(meta)!r} to record the validation in")
+    doc = json.loads(meta.read_text())
+    doc.setdefault("validation", {})[name] = compact_summary(result)
+    meta.write_text(json.dumps(doc, indent=1) + "\n")
+    return meta

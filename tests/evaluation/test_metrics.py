@@ -145,5 +145,14 @@ def test_cli_validate_writes_plots_and_tables(toy_pair: tuple[Path, Path], tmp_p
     assert {"dist_pt.png", "efficiency_pt.png", "unmatched_vs_npu.png", "response_eta0.png"} <= set(pngs)
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert "classifier AUC" in capsys.readouterr().out
+    # --record-in adds the headline figures to a model's JSON metadata
+    meta = tmp_path / "model.json"
+    meta.write_text(json.dumps({"format": "x"}))
+    assert main(["validate", "--reference", str(ref), "--candidate", f"wide={wide}", "--candidate-collection", "Jet",
+                 "--out", str(out), "--no-plots", "--threads", "1", "--record-in", str(tmp_path / "model"),
+                 "--record-name", "toy"]) == 0
+    recorded = json.loads(meta.read_text())["validation"]["toy"]
+    assert recorded["wide"]["checks"]["efficiency shift"][1] is False
+    assert set(recorded["wide"]["w1_ratio"]) == {"pt", "eta", "phi", "mass", "nConstituents", "area"}
     assert main(["validate", "--reference", str(ref), "--candidate", str(wide), "--out", str(out)]) == 1
     assert "FastJet_pt" in capsys.readouterr().err
