@@ -145,3 +145,26 @@ def test_ghost_flavour_rules():
 def test_heavy_flavour_of_hadrons():
     codes = np.array([511, -521, 5122, 553, 421, -4122, 443, 211, 2212, 22, 5, 130])
     assert list(heavy_flavour(codes)) == [5, 5, 5, 5, 4, 4, 4, 0, 0, 0, 0, 0]
+
+
+def test_softdrop_matches_fastjet_contrib():
+    from hepfastsim.reference.clustering import softdrop_mass, softdrop_mass_fastjet
+
+    rng = np.random.default_rng(4)
+    offsets, parts = [0], []
+    for j in range(120):
+        n = int(rng.integers(1, 120))
+        pt, eta, phi = rng.exponential(5, n), rng.normal(0, 0.3, n), rng.normal(0, 0.3, n)
+        if j % 2 and n >= 2:  # a two-prong "W jet"
+            pt[:2], eta[:2], phi[:2] = (200.0, 100.0), (0.0, 0.25), (0.0, 0.2)
+        parts.append(to_cartesian(pt, eta, phi, np.where(rng.random(n) < 0.5, 0.13957, 0.0)))
+        offsets.append(offsets[-1] + n)
+    offsets = np.array(offsets)
+    px, py, pz, e = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    ours = softdrop_mass(offsets, px, py, pz, e)
+    ref = softdrop_mass_fastjet(offsets, px, py, pz, e)
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-6)
+    # grooming never adds mass
+    plain = np.sqrt(np.maximum(np.add.reduceat(e, offsets[:-1]) ** 2 - np.add.reduceat(px, offsets[:-1]) ** 2
+                               - np.add.reduceat(py, offsets[:-1]) ** 2 - np.add.reduceat(pz, offsets[:-1]) ** 2, 0))
+    assert np.all(ours <= plain * (1 + 1e-9) + 1e-9)
