@@ -205,7 +205,8 @@ def chi2_per_feature(reference: np.ndarray, candidate: np.ndarray, bins: int = 4
         edges = np.linspace(lo, hi, bins + 1)
         r, _ = np.histogram(reference[:, i], edges)
         c, _ = np.histogram(candidate[:, i], edges)
-        nr, nc = r.sum(), c.sum()
+        # normalise to the sample sizes (a generator whose output misses the range scores badly)
+        nr, nc = max(len(reference), 1), max(len(candidate), 1)
         ok = (r + c) > 0
         pr, pc = r / nr, c / nc
         var = r / nr**2 + c / nc**2
