@@ -80,3 +80,31 @@ def test_fit_cli_writes_png_and_json(tmp_path, capsys) -> None:
     assert (tmp_path / "fit" / "fit.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["fit", str(tmp_path / "missing.root")]) == 1
     assert "missing.root" in capsys.readouterr().err
+
+
+def test_recovers_known_parameters() -> None:
+    true = (8.0, 5.0, 0.2)
+    mu = _expected(2e5, true)
+    asimov = fit_dijet_spectrum(EDGES, mu)  # the exact expectation: the fit must return the truth
+    for name, value in zip(("p1", "p2", "p3"), true):
+        assert asimov.params[name] == pytest.approx(value, rel=2e-3, abs=2e-3)
+    assert asimov.chi2 < 1e-3
+    # p0: mu integrates p0 * shape over the bins, so p0 = total / integral of the shape
+    assert asimov.params["p0"] == pytest.approx(2e5 / _bin_integrals(EDGES, *true, 13000.0).sum(), rel=5e-3)
+    rng = np.random.default_rng(11)
+    toy = fit_dijet_spectrum(EDGES, rng.poisson(_expected(2e6, true)))
+    for name, value in zip(("p1", "p2", "p3"), true):
+        assert abs(toy.params[name] - value) < 4 * toy.errors[name], name
+
+
+def test_chi2_is_the_sum_of_squared_pulls_with_garwood_errors() -> None:
+    rng = np.random.default_rng(12)
+    n = rng.poisson(_expected(5e3))
+    result = fit_dijet_spectrum(EDGES, n)
+    last = np.flatnonzero(n)[-1]  # the default range ends at the last non-empty bin
+    assert result.counts.tolist() == n[: last + 1].tolist()
+    low, high = garwood_errors(result.counts)
+    sigma = np.where(result.expected > result.counts, high, low)
+    by_hand = np.sum(((result.counts - result.expected) / sigma) ** 2)
+    assert result.chi2 == pytest.approx(by_hand, rel=1e-9)
+    assert result.ndf == last + 1 - 4

@@ -89,3 +89,12 @@ def test_dijet_missing_collection_is_clear(files) -> None:
     inputs, _ = files
     with pytest.raises(Exception, match="no collection 'FastJet'"):
         _run(processor.IterativeExecutor(status=False), {"d": [str(inputs[0])]}, DijetProcessor(collection="FastJet"))
+
+
+def test_dijet_histogram_same_under_iterative_and_futures(files) -> None:
+    _, converted = files
+    fileset = {"d": [str(p) for p in converted]}
+    hists = [_run(ex, fileset, DijetProcessor(collection="FastJet"), chunksize=30)["d"]["mjj"] for _, ex in _executors()]
+    assert hists[0].sum().value > 0
+    np.testing.assert_allclose(hists[0].values(), hists[1].values(), rtol=1e-12)
+    np.testing.assert_allclose(hists[0].variances(), hists[1].variances(), rtol=1e-12)
