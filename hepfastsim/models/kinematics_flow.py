@@ -30,7 +30,7 @@ Four small torch networks, all conditioned on generator-level information only:
 * ``fake_flow``: a conditional spline flow over (log(pT - pT_floor), eta, log(1 + m),
   log(n_const + u), area) of an unmatched jet; its phi is uniform.
 
-Gen-jet context (in this order, standardised): log pT, eta, log(1 + m), m / pT, flavour
+Gen-jet context (in this order, standardised): log pT, eta, |eta|, log(1 + m), m / pT, flavour
 one-hot (b, c, g, light quark, other), nPU, rho, Delta R to the nearest other gen jet
 (capped at 5). Everything is float32. Nothing here draws random numbers: samplers take the
 base-distribution noise as arguments, so callers key it per event
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 CONTEXT_NAMES: tuple[str, ...] = (
-    "log_pt", "eta", "log1p_mass", "mass_over_pt",
+    "log_pt", "eta", "abs_eta", "log1p_mass", "mass_over_pt",
     "flav_b", "flav_c", "flav_g", "flav_light", "flav_other",
     "n_pu", "rho", "nearest_dr",
 )
@@ -169,9 +169,11 @@ def gen_context(
     """Unstandardised context (n_jets, len(CONTEXT_NAMES)), float64; pt, mass in GeV."""
     pt = np.asarray(pt, np.float64)
     mass = np.maximum(np.asarray(mass, np.float64), 0.0)
+    eta = np.asarray(eta, np.float64)
     cols = [
         np.log(pt),
-        np.asarray(eta, np.float64),
+        eta,
+        np.abs(eta),  # the detector is symmetric in eta; its regions are in |eta|
         np.log1p(mass),
         mass / pt,
     ]
@@ -378,26 +380,33 @@ class QuantileScaler:
         return np.column_stack([self._map(z[:, j], zk, np.asarray(k)) for j, k in enumerate(self.knots_x)])
 
 
-def find_lattice(x: np.ndarray, max_values: int = 5000) -> tuple[float, float]:
-    """(step, origin) if the values of ``x`` lie on a lattice origin + k step (as jet areas
-    counted in ghosts do), else (0, 0)."""
-    x = np.asarray(x, np.float64)[:500_000]
+def find_lattice(x: np.ndarray, max_values: int = 5000) -> tuple[float, float, tuple[float, ...]]:
+    """(step, origin, values) if the values of ``x`` lie on a lattice origin + k step (as jet
+    areas counted in ghosts do), with ``values`` the distinct values seen; else (0, 0, ())."""
+    x = np.asarray(x, np.float64)[:2_000_000]
     values, counts = np.unique(x, return_counts=True)
     if len(values) < 3 or len(values) > max_values:
-        return 0.0, 0.0
+        return 0.0, 0.0, ()
     diffs = np.diff(values)
     step = float(np.min(diffs[diffs > 1e-9 * max(1.0, abs(values).max())])) if np.any(diffs > 0) else 0.0
     if step <= 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, ()
     origin = float(values[np.argmax(counts)])
     k = (values - origin) / step
-    return (step, origin) if np.all(np.abs(k - np.round(k)) < 0.05) else (0.0, 0.0)
+    if not np.all(np.abs(k - np.round(k)) < 0.05):
+        return 0.0, 0.0, ()
+    return step, origin, tuple(float(v) for v in values)
 
 
-def snap(x: np.ndarray, lattice: tuple[float, float]) -> np.ndarray:
-    """Round ``x`` to the nearest lattice point (unchanged when the step is 0)."""
-    step, origin = lattice
-    return x if step <= 0 else origin + np.round((x - origin) / step) * step
+def snap(x: np.ndarray, lattice: tuple[float, ...] | tuple[float, float, tuple[float, ...]]) -> np.ndarray:
+    """Replace ``x`` by the nearest of the lattice's observed values (exactly those values, so
+    that no classifier can tell them apart by rounding); unchanged when there is no lattice."""
+    values = np.asarray(lattice[2] if len(lattice) > 2 else (), np.float64)
+    if len(values) == 0:
+        return x
+    i = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
+    left, right = values[i - 1], values[i]
+    return np.where(np.abs(x - left) <= np.abs(right - x), left, right)
 
 
 @dataclass
@@ -412,8 +421,8 @@ class LoadedModel:
     fake_target_scaler: QuantileScaler
     fake_pt_floor: float
     metadata: dict[str, Any]
-    area_lattice: tuple[float, float] = (0.0, 0.0)
-    fake_area_lattice: tuple[float, float] = (0.0, 0.0)
+    area_lattice: tuple[Any, ...] = (0.0, 0.0, ())
+    fake_area_lattice: tuple[Any, ...] = (0.0, 0.0, ())
 
     def scalers_dict(self) -> dict[str, Any]:
         return {
@@ -427,7 +436,7 @@ class LoadedModel:
         }
 
 
-FORMAT = "hepfastsim-kinematics-v2"
+FORMAT = "hepfastsim-kinematics-v3"
 
 
 def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
@@ -507,9 +516,13 @@ def load_model(path: str | Path) -> LoadedModel:
         fake_target_scaler=mq(s["fake_target"]),
         fake_pt_floor=float(s["fake_pt_floor"]),
         metadata=meta_only,
-        area_lattice=tuple(s["area_lattice"]),
-        fake_area_lattice=tuple(s["fake_area_lattice"]),
+        area_lattice=_lattice(s["area_lattice"]),
+        fake_area_lattice=_lattice(s["fake_area_lattice"]),
     )
+
+
+def _lattice(v: list[Any]) -> tuple[Any, ...]:
+    return (float(v[0]), float(v[1]), tuple(float(x) for x in (v[2] if len(v) > 2 else ())))
 
 
 def n_parameters(module: Any) -> int:

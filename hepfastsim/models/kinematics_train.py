@@ -356,7 +356,7 @@ def train_kinematics(
     # dequantised copies only to fit the quantile maps of the targets
     rng = np.random.default_rng(config.seed)
     area_lattice = find_lattice(data.targets[:, 5])
-    fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0)
+    fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0, ())
     tgt_scaler = QuantileScaler.fit(_dequantise_np(data.targets, 4, 5, area_lattice[0], rng))
     if len(data.fake_jets) >= 10:
         fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))

@@ -102,7 +102,12 @@ def test_lattice_detection_and_snap() -> None:
     found = find_lattice(area)
     assert found[0] == pytest.approx(step, rel=1e-6)
     np.testing.assert_allclose(snap(area + rng.uniform(-0.4, 0.4, 5000) * step, found), area, atol=1e-9)
-    assert find_lattice(rng.normal(size=5000)) == (0.0, 0.0)
+    assert found[2] == tuple(np.unique(area))
+    assert find_lattice(rng.normal(size=5000)) == (0.0, 0.0, ())
+    # snapping gives exactly the observed values, and leaves data without a lattice alone
+    assert set(snap(np.array([0.0, 0.5037 + 0.4 * step, 10.0]), found)) <= set(found[2])
+    x = rng.normal(size=10)
+    assert snap(x, (0.0, 0.0, ())) is x
 
 
 def test_nearest_neighbour_dr_against_a_loop() -> None:
@@ -119,10 +124,10 @@ def test_save_load_without_pickle(tiny_model: Path) -> None:
     meta = json.loads(tiny_model.with_suffix(".json").read_text())
     raw = weights.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "hepfastsim-kinematics-v2"  # a JSON header, no pickle
+    assert json.loads(raw[8:8 + header_len])["__metadata__"]["format"] == "hepfastsim-kinematics-v3"  # a JSON header, no pickle
     with safe_open(str(weights), framework="pt") as f:
         assert any(k.startswith("flow.") for k in f.keys())
-    assert meta["format"] == "hepfastsim-kinematics-v2"
+    assert meta["format"] == "hepfastsim-kinematics-v3"
     assert meta["training"]["files"][0]["events"] == 400
     assert meta["architecture"]["flow_hidden"] == [16]
     model = load_model(tiny_model)
