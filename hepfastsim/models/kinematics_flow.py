@@ -92,7 +92,12 @@ _NEAREST_DR_CAP = 5.0
 
 @dataclass(frozen=True)
 class Architecture:
-    """Sizes of the networks (stored in the metadata; the weights need the same sizes)."""
+    """Sizes of the networks (stored in the metadata; the weights need the same sizes).
+
+    Keep hidden widths >= 16: the simulator's padded float32 batches are bit-identical
+    whatever the chunking for these sizes (tested), but CPU matrix kernels for very narrow
+    layers (8) were seen to round differently with the batch composition.
+    """
 
     flow_transforms: int = 6
     flow_hidden: tuple[int, ...] = (64, 64)

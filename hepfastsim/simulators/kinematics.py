@@ -43,6 +43,20 @@ DOMAIN_FAKE_FLOW = 104
 DOMAIN_FAKE_PHI = 105
 
 _BATCH = 1 << 18  # rows per torch call (bounds memory; rows are independent)
+_PAD = 256  # rows of every torch call are padded to a multiple of this
+
+
+def _padded(x: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """Copy of ``x`` (float32) with zero rows appended up to a multiple of ``_PAD`` rows.
+
+    Matrix products of float32 on CPU round differently for very small batches or ragged
+    tails; with whole blocks of ``_PAD`` rows each row's result is bit-identical whatever the
+    other rows, so the output does not depend on the chunking (tested through ``convert``).
+    """
+    n = len(x)
+    out = np.zeros(((n + _PAD - 1) // _PAD * _PAD,) + x.shape[1:], dtype=dtype)
+    out[:n] = x
+    return out
 
 
 def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
@@ -89,7 +103,12 @@ class KinematicsSimulator(Simulator):
         if self._model is None:
             from hepfastsim.models.kinematics_flow import load_model
 
-            self._model = load_model(self.weights_path)
+            model = load_model(self.weights_path)
+            # the two small MLPs run in float64: their outputs feed Bernoulli and count decisions,
+            # and float32 products of some shapes round differently with the batch composition
+            model.module.efficiency.double()
+            model.module.fake_count.double()
+            self._model = model
         return self._model
 
     # ----------------------------------------------------------------- torch calls
@@ -99,9 +118,10 @@ class KinematicsSimulator(Simulator):
         out = np.empty(z.shape, dtype=np.float64)
         with torch.inference_mode():
             for s in range(0, len(z), _BATCH):
-                c = torch.from_numpy(np.ascontiguousarray(context[s:s + _BATCH], dtype=np.float32))
-                zz = torch.from_numpy(np.ascontiguousarray(z[s:s + _BATCH], dtype=np.float32))
-                out[s:s + _BATCH] = flow(c).transform.inv(zz).numpy()
+                c = _padded(context[s:s + _BATCH])
+                zz = _padded(z[s:s + _BATCH])
+                n = min(_BATCH, len(z) - s)
+                out[s:s + n] = flow(torch.from_numpy(c)).transform.inv(torch.from_numpy(zz)).numpy()[:n]
         return out
 
     def _mlp(self, net: Any, x: np.ndarray) -> np.ndarray:
@@ -110,7 +130,8 @@ class KinematicsSimulator(Simulator):
         outs = []
         with torch.inference_mode():
             for s in range(0, len(x), _BATCH):
-                outs.append(net(torch.from_numpy(np.ascontiguousarray(x[s:s + _BATCH], dtype=np.float32))).numpy())
+                n = min(_BATCH, len(x) - s)
+                outs.append(net(torch.from_numpy(_padded(x[s:s + _BATCH], np.float64))).numpy()[:n])
         if not outs:
             width = net[-1].out_features
             return np.zeros((0, width), np.float64)
