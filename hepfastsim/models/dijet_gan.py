@@ -17,6 +17,7 @@ spread over the range).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -200,6 +201,9 @@ class DijetGANConfig:
     seed: int = 0
     eval_every: int = 2000
     width: int = 32
+    # Exponential moving average of the generator weights (0 disables): the evaluated and
+    # saved generator is the average, which damps the GAN's oscillations (our addition).
+    ema_decay: float = 0.999
 
 
 def chi2_per_feature(reference: np.ndarray, candidate: np.ndarray, bins: int = 40) -> dict[str, float]:
@@ -275,6 +279,7 @@ def train_dijet_gan(
     scaler = FeatureScaler.fit(both)
     data = torch.tensor(scaler.transform(both), dtype=torch.float32)
     G, D = Generator(config.width), Discriminator(config.width)
+    ema = copy.deepcopy(G) if config.ema_decay > 0 else G
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas)
     bce, mse = nn.BCELoss(), nn.MSELoss()
@@ -292,19 +297,25 @@ def train_dijet_gan(
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
+        if ema is not G:
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), G.parameters()):
+                    p_ema.mul_(config.ema_decay).add_(p, alpha=1.0 - config.ema_decay)
+                for b_ema, b in zip(ema.buffers(), G.buffers()):
+                    b_ema.copy_(b)
         if validation is not None and (step % config.eval_every == 0 or step == config.iterations):
-            model = DijetGAN(G, scaler)
+            model = DijetGAN(ema, scaler)
             chi2 = chi2_per_feature(validation, model.sample_features(len(validation), seed=step))
-            G.train()
+            ema.train()
             score = float(np.mean(list(chi2.values())))
             entry = {"iteration": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(), "mean_chi2": score, **chi2}
             history.append(entry)
             if score < best_score:
-                best_score, best_state = score, {k: v.clone() for k, v in G.state_dict().items()}
+                best_score, best_state = score, {k: v.clone() for k, v in ema.state_dict().items()}
             if on_step is not None:
                 on_step(step, entry)
         elif on_step is not None and step % 100 == 0:
             on_step(step, {"loss_d": loss_d.item(), "loss_g": loss_g.item()})
     if best_state is not None:
-        G.load_state_dict(best_state)
-    return DijetGAN(G, scaler), history
+        ema.load_state_dict(best_state)
+    return DijetGAN(ema, scaler), history
