@@ -31,7 +31,7 @@ def _figure(ratio: bool = True):  # noqa: ANN202
 def _label(ax, text: str) -> None:  # noqa: ANN001
     import mplhep as hep
 
-    hep.cms.label("Simulation", data=False, ax=ax, loc=0, rlabel=text, fontsize=14)
+    hep.cms.label(data=False, ax=ax, loc=0, rlabel=text, fontsize=14)  # data=False writes "Simulation"
 
 
 def plot_distribution(
@@ -43,6 +43,7 @@ def plot_distribution(
     *,
     xlabel: str,
     logy: bool = False,
+    logx: bool = False,
     reference_label: str = "reference",
     title: str = "",
 ) -> Path:
@@ -69,6 +70,8 @@ def plot_distribution(
         ax.set_ylabel("fraction of jets")
         if logy:
             ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log")
         ax.legend(title=title or None, fontsize=14)
         ax.set_xlabel("")
         rax.axhline(1.0, color="black", lw=1)

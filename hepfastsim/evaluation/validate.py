@@ -381,7 +381,8 @@ def make_plots(result: ValidationResult, reference: JetTable, candidates: Mappin
         cands = {l: t.reco[v] for l, t in candidates.items() if v in t.reco}
         label, logy = _VAR_LABELS[v]
         paths.append(plots.plot_distribution(out_dir / f"dist_{v}.png", v, reference.reco[v], cands, edges[v],
-                                             xlabel=label, logy=logy, reference_label=result.reference_label))
+                                             xlabel=label, logy=logy, logx=v in ("pt", "mass"),
+                                             reference_label=result.reference_label))
     pe = np.asarray(result.pt_edges)
     n_pt = len(pe) - 1
     for j, (e0, e1) in enumerate(zip(result.eta_edges[:-1], result.eta_edges[1:])):

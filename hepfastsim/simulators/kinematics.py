@@ -42,7 +42,7 @@ DOMAIN_FAKE_COUNT = 103
 DOMAIN_FAKE_FLOW = 104
 DOMAIN_FAKE_PHI = 105
 
-_BATCH = 1 << 18  # rows per torch call (bounds memory; rows are independent)
+_BATCH = 1 << 15  # rows per torch call (bounds memory; rows are independent)
 _PAD = 256  # rows of every torch call are padded to a multiple of this
 
 
