@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="skip inputs whose output exists (outputs only appear complete), convert the rest")
     p.add_argument("--reproducible", action="store_true",
                    help="byte-for-byte reproducible files: UUID from the input's and the options, fixed timestamps")
-    p.add_argument("--model", default="kinematics", help="simulator to use (default: %(default)s)")
+    p.add_argument("--model", default="parametric", help="simulator to use (default: %(default)s)")
     p.add_argument("--collection", default=DEFAULT_COLLECTION, help="name of the new collection (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument(
