@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--iterations", type=int, default=20000)
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--scale-margin", type=float, default=1.0,
+                   help="features scaled to [-margin, margin]; the paper: 1 (< 1 lets the tanh output extrapolate)")
     t.add_argument("--validation-fraction", type=float, default=0.2)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--out", required=True, help="weights (.safetensors) with metadata")
@@ -57,7 +59,8 @@ def train(args: argparse.Namespace) -> int:
     order = rng.permutation(len(features))
     n_val = int(args.validation_fraction * len(features))
     val, trn = features[order[:n_val]], features[order[n_val:]]
-    config = DijetGANConfig(iterations=args.iterations, lr=args.lr, seed=args.seed, eval_every=max(args.iterations // 20, 1))
+    config = DijetGANConfig(iterations=args.iterations, lr=args.lr, seed=args.seed, eval_every=max(args.iterations // 20, 1),
+                            scale_margin=args.scale_margin)
     console = Console(stderr=True)
     with Progress(TextColumn("training DiJetGAN"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}"), console=console) as progress:
@@ -76,7 +79,8 @@ def train(args: argparse.Namespace) -> int:
         "selection": {"min_pt": args.min_pt, "max_abs_eta": 2.5, "min_mjj": args.min_mjj},
         "n_train": int(len(trn)),
         "n_validation": int(len(val)),
-        "config": {"iterations": config.iterations, "lr": config.lr, "batch_size": config.batch_size, "betas": list(config.betas)},
+        "config": {"iterations": config.iterations, "lr": config.lr, "batch_size": config.batch_size, "betas": list(config.betas),
+                   "ema_decay": config.ema_decay, "scale_margin": config.scale_margin},
         "validation_chi2_per_ndf": {k: v for k, v in best.items() if k not in ("loss_d", "loss_g")},
         "history": history,
         "retrain_command": "hepfastsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
