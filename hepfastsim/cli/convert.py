@@ -96,16 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir is not None or args.executor != "iterative" or args.resume or args.scheduler is not None:
         return run_many(args)
     args.input, args.output = args.paths
-    config = ConvertConfig(
-        model=args.model,
-        collection=args.collection,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        oversample=args.oversample,
-        overwrite=args.overwrite,
-        tree=args.tree,
-        reproducible=args.reproducible,
-    )
+    config = _config(args)
     console = Console(stderr=True)
     total = open_tree(args.input, args.tree).num_entries
     with Progress(
@@ -123,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_many(args: argparse.Namespace) -> int:
-    """Several inputs (or one, through an executor): a progress bar over files, a summary each."""
-    config = ConvertConfig(
+def _config(args: argparse.Namespace) -> ConvertConfig:
+    """The ConvertConfig of the parsed flags (one place for both the single and many-file paths)."""
+    return ConvertConfig(
         model=args.model,
         collection=args.collection,
         seed=args.seed,
@@ -135,6 +126,11 @@ def run_many(args: argparse.Namespace) -> int:
         tree=args.tree,
         reproducible=args.reproducible,
     )
+
+
+def run_many(args: argparse.Namespace) -> int:
+    """Several inputs (or one, through an executor): a progress bar over files, a summary each."""
+    config = _config(args)
     if args.output_dir is not None:
         inputs: list[str] | dict[str, str] = expand_inputs(args.paths)
         target = args.output_dir
