@@ -38,6 +38,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="mean number of pileup interactions (Poisson); 0 for none")
     p.add_argument("--seed", type=int, default=1, help="run seed; the same seed gives the same file")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
+    p.add_argument("--executor", choices=("iterative", "futures", "dask"), default=None,
+                   help="map event blocks through this executor (default: a local process pool of --workers; "
+                        "dask with no --scheduler starts a LocalCluster)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="dask scheduler address (implies --executor dask); the pileup pool must be readable by the workers")
     p.add_argument("--pthat-min", type=float, default=15.0, metavar="X", help="QCD: minimum pT-hat (GeV)")
     p.add_argument("--bias", action=argparse.BooleanOptionalAction, default=True,
                    help="QCD: pT-hat biasing (pT-hat/X)^4.5 with compensating event weights")
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     pool_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_pool_dir()
     if args.quiet:
         summary = generate(config, args.events, args.out, seed=args.seed, workers=args.workers,
-                           pool_dir=pool_dir, overwrite=args.overwrite)
+                           pool_dir=pool_dir, overwrite=args.overwrite, executor=args.executor,
+                           scheduler=args.scheduler)
         return 0
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
         summary = generate(config, args.events, args.out, seed=args.seed, workers=args.workers,
                            pool_dir=pool_dir, overwrite=args.overwrite, progress=on_events,
-                           pool_progress=on_pool)
+                           pool_progress=on_pool, executor=args.executor, scheduler=args.scheduler)
     stages = ", ".join(f"{k} {summary.n_events / v:.0f} ev/s" for k, v in summary.stage_s.items() if v > 0)
     console.print(
         f"wrote {summary.n_events} events to {os.fspath(args.out)} in {summary.wall_s:.1f} s "

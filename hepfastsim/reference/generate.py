@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.writer import AtomicRootWriter, check_destination
-from hepfastsim.reference.chain import STAGES, iter_blocks, make_tasks
+from hepfastsim.reference.chain import STAGES, iter_blocks, make_tasks, run_block
 from hepfastsim.reference.config import ChainConfig
 from hepfastsim.reference.nanoaod_output import runs_branches, to_writer_branches
 from hepfastsim.reference.pileup import load_or_build_pool
@@ -43,6 +44,21 @@ class GenerateSummary:
     pool_s: float = 0.0
 
 
+def _blocks(tasks: list, workers: int, executor: str | None, scheduler: Any) -> Iterator[Any]:
+    """Block outputs in block order, from the local pool or through an executor."""
+    if executor is None and scheduler is None:
+        yield from iter_blocks(tasks, workers)
+        return
+    from hepfastsim.distributed import map_tasks
+
+    chosen = executor or "dask"
+    n_workers = workers if chosen != "iterative" else None
+    for index, out in map_tasks(run_block, tasks, executor=chosen, scheduler=scheduler, workers=n_workers, ordered=True):
+        if isinstance(out, BaseException):
+            raise HepfastsimError(f"event block {index} failed: {out}") from out
+        yield out
+
+
 def generate(
     config: ChainConfig,
     n_events: int,
@@ -54,12 +70,18 @@ def generate(
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     pool_progress: Callable[[int], None] | None = None,
+    executor: str | None = None,
+    scheduler: Any = None,
 ) -> GenerateSummary:
     """Generate ``n_events`` events of ``config`` into ``out_path``.
 
     ``seed`` (>= 0) fixes the file bit for bit whatever ``workers``; ``pool_dir`` holds
     the cached minimum-bias pool (built on first use when ``config.pileup.mu > 0``);
-    ``progress(n_done)`` is called after each block.
+    ``progress(n_done)`` is called after each block. ``executor`` (``"iterative"``,
+    ``"futures"`` or ``"dask"``, with ``scheduler`` an address or client for dask) maps the
+    event blocks through :func:`hepfastsim.distributed.map_tasks`; the default (None) uses a
+    local process pool of ``workers``. The file is identical whichever is used. On a real
+    cluster the pileup pool directory must be readable by the workers.
     """
     if n_events < 1:
         raise HepfastsimError(f"--events must be at least 1, got {n_events}")
@@ -83,7 +105,7 @@ def generate(
     # the file is a pure function of (config, events, seed): fixed ROOT UUID and timestamps
     file_uuid = uuid.uuid5(uuid.NAMESPACE_URL, f"hepfastsim-generate/{seed}/{n_events}/{config!r}")
     with AtomicRootWriter(out_path, overwrite=overwrite, reproducible_uuid=file_uuid) as writer:
-        for out in iter_blocks(tasks, workers):
+        for out in _blocks(tasks, workers, executor, scheduler):
             t0 = time.process_time()
             writer.extend("Events", to_writer_branches(out))
             stage_s["writing"] = stage_s.get("writing", 0.0) + time.process_time() - t0
