@@ -63,19 +63,8 @@ def _head(events, n: int):  # noqa: ANN001, ANN202
     return GenEvents(events.jets[:n], events.n_pu[:n], events.rho[:n], events.keys[:n])
 
 
-PLAIN_COPY = """
-import time, uproot
-t0 = time.perf_counter()
-src = uproot.open({src!r})["Events"]
-with uproot.recreate({dst!r}, compression=uproot.ZLIB(1)) as out:
-    tree = None
-    for chunk in src.iterate(step_size="100 MB", library="ak", how=dict):
-        if tree is None:
-            tree = out.mktree("Events", chunk)
-        else:
-            tree.extend(chunk)
-RESULT = {{"seconds": time.perf_counter() - t0, "events": src.num_entries}}
-"""
+# the same plain uproot copy as benchmarks/convert.py (this script's directory is on sys.path)
+from convert import PLAIN_COPY  # noqa: E402
 
 CONVERT = """
 import time, torch

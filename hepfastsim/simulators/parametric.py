@@ -112,11 +112,15 @@ class ParametricSimulator(Simulator):
         "genJetIdx": np.dtype(np.int32),
     }
 
+    def _regions(self, eta: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The per-region parameter arrays and the region index of each |eta|."""
+        r = self.config.region_arrays()
+        return r, np.minimum(np.searchsorted(r["edges"], np.abs(eta), side="right"), len(r["edges"]) - 1)
+
     def relative_resolution(self, pt: np.ndarray, eta: np.ndarray, rho: np.ndarray) -> np.ndarray:
         """sigma(pT)/pT for gen pT (GeV), eta and the event rho (GeV), arrays of one shape."""
         c = self.config
-        r = self.config.region_arrays()
-        region = np.minimum(np.searchsorted(r["edges"], np.abs(eta), side="right"), len(r["edges"]) - 1)
+        r, region = self._regions(eta)
         area = np.pi * c.jet_radius**2
         noise2 = r["N"][region] ** 2 + c.pileup_noise_sqrt_gev**2 * np.maximum(rho, 0.0) * area
         return np.sqrt(noise2 / pt**2 + r["S"][region] ** 2 / pt + r["C"][region] ** 2)
@@ -124,8 +128,7 @@ class ParametricSimulator(Simulator):
     def efficiency(self, pt: np.ndarray, eta: np.ndarray) -> np.ndarray:
         """Probability that a gen jet of pT (GeV) and eta yields a reco jet."""
         c = self.config
-        r = self.config.region_arrays()
-        region = np.minimum(np.searchsorted(r["edges"], np.abs(eta), side="right"), len(r["edges"]) - 1)
+        r, region = self._regions(eta)
         turn_on = 1.0 / (1.0 + np.exp(-(pt - c.efficiency_pt_half) / c.efficiency_width))
         return r["eff"][region] * turn_on * (np.abs(eta) < r["edges"][-1])
 
