@@ -24,6 +24,7 @@ from hepfastsim.errors import HepfastsimError, InputFileError, OutputError
 from hepfastsim.io.nanoaod import (
     ChunkSize,
     InputTree,
+    constituent_branches,
     gen_branches,
     iterate_chunks,
     open_tree,
@@ -172,6 +173,8 @@ def convert(
     gen_branches(source)  # raises BranchNotFoundError naming file, tree and branch
     _check_collection_free(source, config.collection)
     sim = simulator if simulator is not None else make_simulator(config.model)
+    if sim.needs_constituents:
+        constituent_branches(source)  # the model reads gen constituents: name the missing branch now
     summary = ConvertSummary(input=input_path, output=output_path, model=sim.name)
 
     unwritable = source.unwritable_branches()
@@ -193,7 +196,8 @@ def convert(
                 rows = np.repeat(np.arange(n), K)
                 arrays = {name: arr[rows] for name, arr in arrays.items()}
                 entries, draws = entries[rows], np.tile(np.arange(K, dtype=np.int64), n)
-            events = GenEvents.from_branches(arrays, event_keys(config.seed, source.file_key, entries, draws))
+            events = GenEvents.from_branches(arrays, event_keys(config.seed, source.file_key, entries, draws),
+                                            constituents=sim.needs_constituents)
             jets = events.jets
             reco = sim.simulate(events)
             branches = {**arrays, **collection_branches(config.collection, reco, sim.output_fields)}

@@ -17,7 +17,14 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from hepfastsim.io.nanoaod import GENJET_FLAVOUR, PILEUP_BRANCH, RHO_BRANCHES, file_key
+from hepfastsim.io.nanoaod import (
+    GENCAND_KINEMATICS,
+    GENJET_FLAVOUR,
+    GENJET_LINKS,
+    PILEUP_BRANCH,
+    RHO_BRANCHES,
+    file_key,
+)
 from hepfastsim.io.schema import DEFAULT_COLLECTION, collection_branches, counter_name
 from hepfastsim.io.writer import AtomicRootWriter
 from hepfastsim.kernels.rng import event_keys
@@ -45,8 +52,11 @@ def _field(events: Any, branch: str) -> Any | None:
     return None
 
 
-def nanoevents_branches(events: Any) -> dict[str, Any]:
-    """The branches a simulator needs, by NanoAOD name, from a NanoEvents chunk."""
+def nanoevents_branches(events: Any, constituents: bool = False) -> dict[str, Any]:
+    """The branches a simulator needs, by NanoAOD name, from a NanoEvents chunk.
+
+    With ``constituents``, also the PFNano ``GenCands_*`` and ``GenJetCands_*`` branches.
+    """
     genjet = events.GenJet
     out: dict[str, Any] = {f"GenJet_{f}": genjet[f] for f in ("pt", "eta", "phi", "mass")}
     for branch in GENJET_FLAVOUR:
@@ -56,6 +66,12 @@ def nanoevents_branches(events: Any) -> dict[str, Any]:
     for branch in (PILEUP_BRANCH, *RHO_BRANCHES):
         value = _field(events, branch)
         if value is not None:
+            out[branch] = value
+    if constituents:
+        for branch in (*GENCAND_KINEMATICS, *GENJET_LINKS):
+            value = _field(events, branch)
+            if value is None:
+                raise KeyError(f"the model needs gen constituents, but the events have no {branch!r}")
             out[branch] = value
     return {k: _materialize(v) for k, v in out.items()}
 
@@ -98,7 +114,9 @@ class FastSimProcessor(processor.ProcessorABC):
         meta = events.metadata
         entries = np.arange(meta["entrystart"], meta["entrystop"], dtype=np.int64)
         keys = event_keys(self.seed, file_key(meta["fileuuid"]), entries)
-        return self.simulator.simulate(GenEvents.from_branches(nanoevents_branches(events), keys))
+        sim = self.simulator
+        branches = nanoevents_branches(events, constituents=sim.needs_constituents)
+        return sim.simulate(GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents))
 
     def process(self, events: Any) -> dict[str, Any]:
         meta = events.metadata

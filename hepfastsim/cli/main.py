@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "hepfastsim.cli.dijet_gan",
     "hepfastsim.cli.train",
     "hepfastsim.cli.validate",
+    "hepfastsim.cli.generate_images",
 )
 
 

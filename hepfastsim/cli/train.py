@@ -5,19 +5,29 @@ Examples::
     hepfastsim train kinematics --data qcd.root wprime.root ttbar.root --out my_model
     hepfastsim train kinematics --data my_experiment_mc_*.root --out my_model --epochs 40 --threads 8
 
-Each model kind is a sub-subcommand (``kinematics`` now; image and particle models later).
+Each model kind is a sub-subcommand: ``kinematics`` here; the others live in the modules of
+``TRAIN_KIND_MODULES``, each exposing ``add_kind(kinds)`` (a module not written yet is skipped).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "TRAIN_KIND_MODULES"]
+
+# Modules adding a model kind to ``hepfastsim train``, in the order ``--help`` lists them.
+TRAIN_KIND_MODULES: tuple[str, ...] = (
+    "hepfastsim.cli.train_image_gan",
+    "hepfastsim.cli.train_particle_vae",
+    "hepfastsim.cli.train_lagan",
+    "hepfastsim.cli.train_jet_cnn",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -48,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     k.add_argument("--quiet", action="store_true", help="no progress bars")
     k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
     k.set_defaults(func=run_kinematics)
+    for module_name in TRAIN_KIND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:  # model kind not built yet
+                continue
+            raise
+        module.add_kind(kinds)
     return p
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "LEVEL_MODULES"]
+
+# ``--level`` other than ``jets``: the module that validates it, exposing ``run(args) -> int``
+# (it reads the same --reference/--candidate/--out flags). A module not written yet is refused.
+LEVEL_MODULES: dict[str, str] = {
+    "images": "hepfastsim.evaluation.validate_images",
+    "particles": "hepfastsim.evaluation.validate_particles",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--reference", required=True, metavar="REF.root", help="file with the reference collection")
     p.add_argument("--candidate", required=True, action="append", metavar="[LABEL=]OUT.root",
                    help="file with the candidate collection (repeat for several models)")
+    p.add_argument("--level", choices=("jets", *LEVEL_MODULES), default="jets",
+                   help="jets: reco jet kinematics; images: jet images and substructure (image GAN); "
+                   "particles: reco constituents (particle VAE)")
     p.add_argument("--reference-collection", default="Jet")
     p.add_argument("--candidate-collection", default="FastJet")
     p.add_argument("--out", default="validation", help="output directory for plots and tables")
@@ -58,6 +68,17 @@ def _label_path(text: str) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from hepfastsim.errors import HepfastsimError
+
+    if args.level != "jets":
+        import importlib
+
+        try:
+            module = importlib.import_module(LEVEL_MODULES[args.level])
+        except ModuleNotFoundError as err:
+            if err.name == LEVEL_MODULES[args.level]:
+                raise HepfastsimError(f"--level {args.level} is not available in this version") from None
+            raise
+        return int(module.run(args) or 0)
     from hepfastsim.evaluation.validate import Criteria, make_plots, read_jets, summary_markdown, validate, write_report
 
     console = Console(stderr=True)

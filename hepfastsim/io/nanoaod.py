@@ -26,6 +26,9 @@ from hepfastsim.errors import BranchNotFoundError, HepfastsimError, InputFileErr
 __all__ = [
     "RHO_BRANCHES",
     "GENJET_KINEMATICS",
+    "GENCAND_KINEMATICS",
+    "GENJET_LINKS",
+    "constituent_branches",
     "InputTree",
     "Chunk",
     "open_tree",
@@ -46,6 +49,9 @@ GENJET_KINEMATICS: tuple[str, ...] = ("GenJet_pt", "GenJet_eta", "GenJet_phi", "
 #: Read when present; zero when absent.
 GENJET_FLAVOUR: tuple[str, ...] = ("GenJet_partonFlavour", "GenJet_hadronFlavour")
 PILEUP_BRANCH = "Pileup_nPU"
+# PFNano gen constituents: candidate kinematics and the (jet, candidate) links of each GenJet
+GENCAND_KINEMATICS: tuple[str, ...] = ("GenCands_pt", "GenCands_eta", "GenCands_phi", "GenCands_mass")
+GENJET_LINKS: tuple[str, ...] = ("GenJetCands_jetIdx", "GenJetCands_pFCandsIdx")
 
 ChunkSize = int | str
 
@@ -295,6 +301,12 @@ def gen_branches(source: InputTree) -> list[str]:
     optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in set(source.branch_names)]
     rho = source.first_present(RHO_BRANCHES)
     return [*GENJET_KINEMATICS, *optional, *([rho] if rho else [])]
+
+
+def constituent_branches(source: InputTree) -> list[str]:
+    """The PFNano branches that give each GenJet its constituents; raises naming a missing one."""
+    source.require((*GENCAND_KINEMATICS, *GENJET_LINKS))
+    return [*GENCAND_KINEMATICS, *GENJET_LINKS]
 
 
 def jet_constituents(

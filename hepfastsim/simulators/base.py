@@ -53,12 +53,18 @@ class GenEvents:
         return len(self.jets)
 
     @classmethod
-    def from_branches(cls, arrays: Mapping[str, Any], keys: np.ndarray) -> GenEvents:
-        """Build from NanoAOD branches (``GenJet_*``, ``Pileup_nPU``, rho) of one chunk."""
-        from hepfastsim.io.nanoaod import event_npu, event_rho, gen_jets
+    def from_branches(cls, arrays: Mapping[str, Any], keys: np.ndarray, constituents: bool = False) -> GenEvents:
+        """Build from NanoAOD branches (``GenJet_*``, ``Pileup_nPU``, rho) of one chunk.
+
+        With ``constituents``, also each gen jet's constituents from the PFNano
+        ``GenCands_*`` and ``GenJetCands_*`` branches (which must be in ``arrays``).
+        """
+        from hepfastsim.io.nanoaod import event_npu, event_rho, gen_jets, jet_constituents
 
         n = len(keys)
-        return cls(jets=gen_jets(arrays), n_pu=event_npu(arrays, n), rho=event_rho(arrays, n), keys=keys)
+        cands = jet_constituents(arrays) if constituents else None
+        return cls(jets=gen_jets(arrays), n_pu=event_npu(arrays, n), rho=event_rho(arrays, n), keys=keys,
+                   constituents=cands)
 
 
 class Simulator(abc.ABC):
@@ -71,6 +77,8 @@ class Simulator(abc.ABC):
 
     name: ClassVar[str]
     output_fields: ClassVar[Mapping[str, np.dtype]]
+    # True: ``simulate`` reads ``GenEvents.constituents``; convert and the processors then
+    # require the PFNano GenCands/GenJetCands branches and build them.
     needs_constituents: ClassVar[bool] = False
 
     @abc.abstractmethod
@@ -91,10 +99,29 @@ def register(name: str) -> Callable[[Callable[[], Simulator]], Callable[[], Simu
     return decorator
 
 
+# Modules whose import registers a built-in model; a module not written yet is skipped.
+SIMULATOR_MODULES: tuple[str, ...] = (
+    "hepfastsim.simulators.parametric",
+    "hepfastsim.simulators.kinematics",
+    "hepfastsim.simulators.image_gan",
+    "hepfastsim.simulators.particle_vae",
+)
+
+
+def _register_builtin() -> None:
+    import importlib
+
+    for module_name in SIMULATOR_MODULES:
+        try:
+            importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+
+
 def make_simulator(name: str) -> Simulator:
     """Build the simulator registered as ``name``."""
-    import hepfastsim.simulators  # noqa: F401  (registers the built-in models)
-
+    _register_builtin()
     if name not in SIMULATORS:
         raise ModelError(f"unknown model {name!r}; expected one of: {', '.join(sorted(SIMULATORS))}")
     return SIMULATORS[name]()
