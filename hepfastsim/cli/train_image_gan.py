@@ -1,0 +1,164 @@
+"""``hepfastsim train image-gan``: the seed-000 jet-image GAN (arXiv:1805.00850).
+
+Examples::
+
+    hepfastsim train image-gan --data qcd_part*.root --out my_image_gan --max-minutes 30 --threads 1
+    # build the image pairs once, keep them, train several times from the cache
+    hepfastsim train image-gan --data qcd_part*.root --cache pairs.npz --out my_image_gan
+
+The files need GenJet_*, Jet_* with Jet_genJetIdx, the PFNano constituents (GenCands_*,
+GenJetCands_*, PFCands_*, JetPFCands_*) and Pileup_nPU. Writes MODEL.safetensors + MODEL.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+__all__ = ["add_kind"]
+
+
+def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    k = kinds.add_parser(
+        "image-gan",
+        help="jet-image GAN: gen-jet image -> reco-jet image (seed 000, U-Net + patch GAN)",
+        description="Train the seed-000 image GAN (arXiv:1805.00850) on gen/reco jet image pairs built from the "
+        "PFNano constituents of matched jets. Writes MODEL.safetensors and MODEL.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    k.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training ROOT files")
+    k.add_argument("--out", required=True, metavar="MODEL", help="output path (MODEL.safetensors + MODEL.json)")
+    k.add_argument("--cache", metavar="PAIRS.npz", default=None,
+                   help="image-pair cache: read it if it exists, otherwise build it from --data and write it")
+    k.add_argument("--epochs", type=float, default=10.0)
+    k.add_argument("--batch-size", type=int, default=128)
+    k.add_argument("--learning-rate", type=float, default=2e-4)
+    k.add_argument("--w-adv", type=float, default=1.0, help="weight of the patch-discriminator term")
+    k.add_argument("--w-total-adv", type=float, default=1.0, help="weight of the D_T term (paper: tau)")
+    k.add_argument("--w-l2", type=float, default=20.0, help="weight of the L2 term")
+    k.add_argument("--w-mask", type=float, default=10.0, help="weight of the mask term (paper: lambda)")
+    k.add_argument("--w-sum", type=float, default=50.0, help="weight of the total-intensity MSE (paper: mu)")
+    k.add_argument("--eval-every", type=int, default=500, help="steps between held-out checkpoint scores")
+    k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
+    k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
+    k.add_argument("--init", metavar="MODEL", default=None,
+                   help="continue from MODEL (generator; discriminators from MODEL.discriminators.safetensors if present)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    k.add_argument("--tree", default="Events")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    k.set_defaults(func=run)
+    return k
+
+
+def retrain_command(args: argparse.Namespace) -> str:
+    parts = ["hepfastsim", "train", "image-gan", "--data", *args.data, "--out", args.out]
+    for flag in ("cache", "init", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
+                 "eval_every", "max_events", "max_minutes", "seed", "threads"):
+        value = getattr(args, flag)
+        if value is not None:
+            parts += ["--" + flag.replace("_", "-"), str(value)]
+    if args.tree != "Events":
+        parts += ["--tree", args.tree]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _init_states(model: str) -> dict:
+    """Generator (and, when saved next to it, discriminator) state dicts of a previous training."""
+    from safetensors.torch import load_file
+
+    from hepfastsim.models.image_gan import load_generator
+
+    base = Path(model)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    states: dict = {"G": load_generator(base).generator.state_dict()}
+    disc = base.with_suffix(".discriminators.safetensors")
+    if disc.exists():
+        flat = load_file(str(disc))
+        for net in ("D", "DT"):
+            states[net] = {k[len(net) + 1:]: v for k, v in flat.items() if k.startswith(net + ".")}
+    return states
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.models.image_gan import n_parameters, save_generator
+    from hepfastsim.models.image_gan_train import ImagePairs, TrainConfig, build_pairs, train_image_gan
+    from safetensors.torch import save_file
+
+    if args.epochs <= 0:
+        raise HepfastsimError(f"--epochs must be positive, got {args.epochs}")
+    base = Path(args.out)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
+        if p.exists() and not args.overwrite:
+            raise OutputError(str(p), "it exists (use --overwrite)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
+        max_minutes=args.max_minutes, w_adv=args.w_adv, w_total_adv=args.w_total_adv, w_l2=args.w_l2,
+        w_mask=args.w_mask, w_sum=args.w_sum, eval_every=args.eval_every, seed=args.seed,
+    )
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console, disable=args.quiet) as progress:
+        if args.cache and Path(args.cache).exists():
+            pairs = ImagePairs.load(args.cache)
+        else:
+            tasks: dict[str, int] = {}
+
+            def on_read(path: str, n: int, total: int) -> None:
+                if path not in tasks:
+                    tasks[path] = progress.add_task(f"images {Path(path).name}", total=total, info="")
+                progress.advance(tasks[path], n)
+
+            pairs = build_pairs(args.data, tree=args.tree, max_events=args.max_events, on_progress=on_read)
+            if args.cache:
+                pairs.save(args.cache)
+        if len(pairs) == 0:
+            raise HepfastsimError("no matched gen/reco jet pairs with gen pT > 20 GeV and |eta| < 2.5 in --data")
+        task = progress.add_task("training image GAN", total=None, info="")
+
+        def on_step(step: int, n_steps: int, entry: dict[str, float]) -> None:
+            info = f"loss D {entry['loss_d']:.3f} G {entry['loss_g']:.3f}"
+            if "heldout_score" in entry:
+                info += f" | held-out score {entry['heldout_score']:.3f}"
+                console.log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
+            progress.update(task, total=n_steps, completed=step, info=info)
+
+        init = _init_states(args.init) if args.init else None
+        generator, report = train_image_gan(pairs, config, on_step=on_step, init=init)
+    discriminators = report.pop("discriminators")
+    report["seconds_total"] = round(time.perf_counter() - start, 1)
+    metadata = {
+        "model": "image-gan",
+        "paper": "arXiv:1805.00850 (seed 000)",
+        "image_preset": "SEED000_DETECTOR",
+        "conditions": ["gen pT [GeV] (as ln pT)", "gen eta", "gen phi [rad]", "nPU"],
+        "domain": {"min_gen_pt": 20.0, "max_abs_eta": 2.5},
+        "training_data": {"files": [str(p) for p in args.data], "pairs": len(pairs), "cache": args.cache,
+                          "max_events": args.max_events},
+        "training": report,
+        "retrain_command": retrain_command(args),
+        "torch": torch.__version__,
+    }
+    if args.init:
+        metadata["training"]["initialised_from"] = str(args.init)
+    weights, js = save_generator(generator, base, metadata)
+    save_file({f"{net}.{k}": v.contiguous() for net, state in discriminators.items() for k, v in state.items()},
+              str(base.with_suffix(".discriminators.safetensors")))
+    out = Console()
+    out.print(f"[bold]{weights}[/bold] and {js.name}: {n_parameters(generator):,} generator parameters, "
+              f"{weights.stat().st_size / 1e6:.2f} MB")
+    out.print(f"  {report['train_jets']:,} training jets, {report['steps_run']} steps ({report['epochs_run']} epochs), "
+              f"best held-out score {report['best_heldout_score']:.4f} at step {report['best_step']}")
+    return 0

@@ -1,0 +1,247 @@
+"""Seed 000 (Musella & Pandolfi, arXiv:1805.00850): detector response to jet images as a conditional GAN.
+
+``y' = G(z, x, c)``: the reconstruction-level jet image ``y'`` (32 x 32, intensity = pT /
+gen pT, :data:`~hepfastsim.jets.images.SEED000_DETECTOR`) from the particle-level image
+``x`` and the conditions ``c = (gen pT [GeV], gen eta, gen phi [rad], nPU)``.
+
+Networks (section 2.2 of the paper):
+
+* :class:`UNetGenerator`: batch norm on the input image, 5 encoding layers (3x3
+  convolutions, stride 2, 16 filters doubling to 256, batch norm, leaky ReLU 0.2) down to
+  1 x 1, the conditions through batch norm and a 1x1 convolution to 256 channels
+  concatenated at the bottleneck, 5 decoding layers (concatenation of the skip connection,
+  3x3 up-convolution with stride 2, batch norm, leaky ReLU; dropout in the first two),
+  two output channels: ``G0`` the pixel intensity (softplus, >= 0) and ``G1`` the soft
+  mask (sigmoid). The hard mask ``1[z < G1]`` (``z`` uniform per pixel, the only noise of
+  the model, as in the paper) multiplies ``G0``; gradients pass through ``G1``
+  (straight-through estimator, Bengio et al. arXiv:1308.3432, the paper's ref. [32]).
+* :class:`PatchDiscriminator` D on (image, gen image, c): 4 layers of 3x3 convolutions
+  (strides 1, 2, 1, 2: field of view 13 x 13 pixels), batch norm, leaky ReLU, then a
+  fully connected layer with the conditions (batch-normalised) appended and a sigmoid.
+* :class:`TotalDiscriminator` D_T on (total image intensity, c): dense 64-64-32-16 with
+  batch norm and leaky ReLU, sigmoid output.
+
+Deviation from the paper, kept small: the gen pT enters the conditions as ln(pT / GeV)
+(the batch norm then sees a spread of a few units instead of 20-3000 GeV); dropout is off at
+inference (the paper injects noise only through the mask sampling).
+
+Weights are stored as safetensors (no pickle; convolution weights in float16 to keep the
+file small, batch-norm statistics in float32) with a JSON metadata file next to them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "ImageGANConfig",
+    "UNetGenerator",
+    "PatchDiscriminator",
+    "TotalDiscriminator",
+    "condition_features",
+    "sample_hard_mask",
+    "LoadedImageGAN",
+    "save_generator",
+    "load_generator",
+    "n_parameters",
+]
+
+N_COND = 4
+IMAGE_SIZE = 32
+
+
+@dataclass(frozen=True)
+class ImageGANConfig:
+    """Architecture: ``base_filters`` in the first encoding layer, doubling ``depth`` times;
+    ``dropout`` probability in the first two decoding layers; discriminator widths."""
+
+    base_filters: int = 16
+    depth: int = 5
+    dropout: float = 0.5
+    disc_filters: tuple[int, ...] = (16, 32, 32, 64)
+    total_widths: tuple[int, ...] = (64, 64, 32, 16)
+
+    def __post_init__(self) -> None:
+        if IMAGE_SIZE >> self.depth < 1:
+            raise ValueError(f"expected depth <= 5 for 32 x 32 images, got {self.depth}")
+        if len(self.disc_filters) != 4:
+            raise ValueError(f"expected 4 discriminator layers, got {self.disc_filters}")
+
+
+def condition_features(cond: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Network conditions from raw ``(n, 4)`` = gen pT [GeV], eta, phi [rad], nPU:
+    ``(ln pT, eta, phi, nPU)`` as float32."""
+    c = torch.as_tensor(np.asarray(cond, dtype=np.float32) if isinstance(cond, np.ndarray) else cond,
+                        dtype=torch.float32)
+    return torch.cat([torch.log(torch.clamp(c[:, :1], min=1e-3)), c[:, 1:]], dim=1)
+
+
+def _lrelu() -> nn.Module:
+    return nn.LeakyReLU(0.2)
+
+
+class UNetGenerator(nn.Module):
+    """x ``(n, 1, 32, 32)``, c ``(n, 4)`` (from :func:`condition_features`) -> ``(G0, G1)``,
+    each ``(n, 1, 32, 32)``: pixel intensity (>= 0) and soft mask (probability in (0, 1))."""
+
+    def __init__(self, config: ImageGANConfig = ImageGANConfig()) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.base_filters * 2**i for i in range(config.depth)]
+        self.input_norm = nn.BatchNorm2d(1)
+        self.encoders = nn.ModuleList()
+        cin = 1
+        for w in widths:
+            self.encoders.append(nn.Sequential(nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), _lrelu()))
+            cin = w
+        self.cond_norm = nn.BatchNorm1d(N_COND)
+        self.cond_conv = nn.Conv2d(N_COND, widths[-1], 1)
+        self.decoders = nn.ModuleList()
+        cin = 2 * widths[-1]  # bottleneck + conditions
+        outs = widths[-2::-1] + [2]
+        for k, w in enumerate(outs):
+            last = k == len(outs) - 1
+            layers: list[nn.Module] = [nn.ConvTranspose2d(cin, w, 3, stride=2, padding=1, output_padding=1)]
+            if not last:
+                layers += [nn.BatchNorm2d(w), _lrelu()]
+                if k < 2:
+                    layers.append(nn.Dropout(config.dropout))
+            self.decoders.append(nn.Sequential(*layers))
+            if not last:
+                cin = 2 * w  # up-convolution output + skip connection of the same size
+        self.softplus = nn.Softplus(beta=20.0)
+        with torch.no_grad():  # start near the data: ~2% occupied pixels of intensity ~0.035
+            self.decoders[-1][0].bias.copy_(torch.tensor([0.0, -4.0]))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.input_norm(x)
+        skips = []
+        for enc in self.encoders:
+            h = enc(h)
+            skips.append(h)
+        cc = self.cond_conv(self.cond_norm(c)[:, :, None, None])
+        h = torch.cat([skips[-1], cc], dim=1)
+        for k, dec in enumerate(self.decoders):
+            h = dec(h)
+            if k < len(self.decoders) - 1:
+                h = torch.cat([h, skips[-2 - k]], dim=1)
+        return self.softplus(h[:, :1]), torch.sigmoid(h[:, 1:2])
+
+
+def sample_hard_mask(soft: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Hard mask ``1[z < soft]`` in the forward pass, gradient of ``soft`` in the backward pass."""
+    hard = (z < soft).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+class PatchDiscriminator(nn.Module):
+    """D(image, gen image, c) -> probability that the image is a real reco image, ``(n,)``."""
+
+    def __init__(self, config: ImageGANConfig = ImageGANConfig()) -> None:
+        super().__init__()
+        f = config.disc_filters
+        strides = (1, 2, 1, 2)  # receptive field 1 + 2 * (1 + 1 + 2 + 2) = 13 pixels
+        layers: list[nn.Module] = []
+        cin = 2
+        for k, (w, s) in enumerate(zip(f, strides)):
+            layers.append(nn.Conv2d(cin, w, 3, stride=s, padding=1))
+            if k > 0:
+                layers.append(nn.BatchNorm2d(w))
+            layers.append(_lrelu())
+            cin = w
+        self.conv = nn.Sequential(*layers)
+        self.cond_norm = nn.BatchNorm1d(N_COND)
+        side = IMAGE_SIZE // 4
+        self.head = nn.Linear(f[-1] * side * side + N_COND, 1)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.conv(torch.cat([y, x], dim=1)).flatten(1)
+        return torch.sigmoid(self.head(torch.cat([h, self.cond_norm(c)], dim=1))).squeeze(1)
+
+
+class TotalDiscriminator(nn.Module):
+    """D_T(total intensity ``(n,)``, c) -> probability of a real reco image, ``(n,)``."""
+
+    def __init__(self, config: ImageGANConfig = ImageGANConfig()) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.BatchNorm1d(1 + N_COND)]
+        cin = 1 + N_COND
+        for w in config.total_widths:
+            layers += [nn.Linear(cin, w), nn.BatchNorm1d(w), _lrelu()]
+            cin = w
+        layers += [nn.Linear(cin, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, total: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(torch.cat([total[:, None], c], dim=1))).squeeze(1)
+
+
+def n_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@dataclass
+class LoadedImageGAN:
+    """A generator in eval mode with its configuration and metadata."""
+
+    generator: UNetGenerator
+    config: ImageGANConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(G0, G1)`` as float32 arrays ``(n, 32, 32)`` for images ``x`` ``(n, 32, 32)`` and raw
+        conditions ``(n, 4)``; one torch call (callers batch)."""
+        with torch.inference_mode():
+            g0, g1 = self.generator(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
+                                    condition_features(cond))
+        return g0[:, 0].numpy(), g1[:, 0].numpy()
+
+
+def save_generator(generator: UNetGenerator, base: str | Path, metadata: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``base.safetensors`` (no pickle) and ``base.json`` (metadata + architecture)."""
+    from safetensors.torch import save_file
+
+    base = Path(base)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    base.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for name, t in generator.state_dict().items():
+        t = t.detach().contiguous()
+        state[name] = t.half() if t.dtype == torch.float32 and t.dim() == 4 else t
+    meta = {**metadata, "architecture": {**asdict(generator.config)}, "format": "hepfastsim-image-gan-1"}
+    weights, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    save_file(state, str(weights), metadata={"format": "hepfastsim-image-gan-1"})
+    js.write_text(json.dumps(meta, indent=2, default=float) + "\n")
+    return weights, js
+
+
+def load_generator(base: str | Path) -> LoadedImageGAN:
+    """Load a generator written by :func:`save_generator` (eval mode, float32)."""
+    from safetensors.torch import load_file
+
+    from hepfastsim.errors import ModelError
+
+    base = Path(base)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    weights, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    for p in (weights, js):
+        if not p.exists():
+            raise ModelError(f"image-GAN model file {p} not found (train one with 'hepfastsim train image-gan')")
+    meta = json.loads(js.read_text())
+    arch = meta.get("architecture", {})
+    config = ImageGANConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
+    gen = UNetGenerator(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    try:
+        gen.load_state_dict(state)
+    except RuntimeError as err:
+        raise ModelError(f"{weights}: weights do not match the architecture in {js}: {err}") from err
+    gen.eval()
+    return LoadedImageGAN(gen, config, meta)

@@ -1,0 +1,386 @@
+"""Training data and training loop of the seed-000 jet-image GAN (arXiv:1805.00850).
+
+Dataset (section 2 of the paper, on our reference chain): gen jets with pT > 20 GeV and
+|eta| < 2.5 that have a matched reco jet (``Jet_genJetIdx``, Delta R < 0.2 in the
+reference chain; the paper uses 0.3). Each pair is
+
+* ``x``: the gen-jet image, from ``GenCands`` via ``GenJetCands``;
+* ``y``: the matched reco-jet image, from ``PFCands`` via ``JetPFCands``;
+
+both pixelised with :data:`~hepfastsim.jets.images.SEED000_DETECTOR` (32 x 32 pixels over
+0.3 x 0.3, centred on the GEN jet axis, intensity = pT / gen pT, overflow folded onto the
+border), plus the conditions ``c = (gen pT [GeV], gen eta, gen phi [rad], nPU)``.
+
+Images are stored sparse (CSR over the 1024 pixels of each jet) in ``.npz`` caches and made
+dense batch by batch. Training follows section 2.1: two Adam optimisers, the patch
+discriminator D and the total-intensity discriminator D_T, generator loss
+``adv + w_T adv_T + w_L2 L2 + w_mask L_pix + w_sum MSE(sum)`` (see
+:func:`generator_losses`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
+
+__all__ = [
+    "MIN_GEN_PT",
+    "MAX_ABS_ETA",
+    "SparseImages",
+    "ImagePairs",
+    "extract_pairs",
+    "build_pairs",
+    "TrainConfig",
+    "generator_losses",
+    "train_image_gan",
+]
+
+#: Gen-jet selection of the paper (GeV, pseudorapidity): the model's domain.
+MIN_GEN_PT = 20.0
+MAX_ABS_ETA = 2.5
+N_PIX = SEED000_DETECTOR.n_eta * SEED000_DETECTOR.n_phi
+
+_BRANCHES_GEN = ("GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass")
+_BRANCHES_RECO = ("Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_genJetIdx", "Jet_rawFactor", "Jet_area")
+_BRANCHES_CANDS = (
+    "GenCands_pt", "GenCands_eta", "GenCands_phi", "GenCands_mass", "GenJetCands_jetIdx", "GenJetCands_pFCandsIdx",
+    "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass", "JetPFCands_jetIdx", "JetPFCands_pFCandsIdx",
+)
+
+
+@dataclass(frozen=True)
+class SparseImages:
+    """Images ``(n, 32, 32)`` stored as CSR rows over the flattened pixels.
+
+    ``offsets`` (n + 1,), ``index`` (uint16 pixel index ``i_eta * 32 + i_phi``), ``value``
+    (float32 intensity).
+    """
+
+    offsets: np.ndarray
+    index: np.ndarray
+    value: np.ndarray
+
+    @classmethod
+    def from_dense(cls, images: np.ndarray) -> SparseImages:
+        flat = images.reshape(len(images), -1)
+        rows, cols = np.nonzero(flat)
+        counts = np.bincount(rows, minlength=len(flat))
+        return cls(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), cols.astype(np.uint16),
+                   flat[rows, cols].astype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def dense(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Dense float32 images ``(len(rows), 32, 32)`` of the selected rows (all when None)."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows)
+        start, stop = self.offsets[rows], self.offsets[rows + 1]
+        counts = stop - start
+        out = np.zeros((len(rows), N_PIX), np.float32)
+        which = np.repeat(np.arange(len(rows)), counts)
+        src = np.repeat(start - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        out[which, self.index[src].astype(np.int64)] = self.value[src]
+        return out.reshape(len(rows), SEED000_DETECTOR.n_eta, SEED000_DETECTOR.n_phi)
+
+    @staticmethod
+    def concatenate(parts: Sequence[SparseImages]) -> SparseImages:
+        offs, shift = [np.zeros(1, np.int64)], 0
+        for p in parts:
+            offs.append(p.offsets[1:] + shift)
+            shift += int(p.offsets[-1])
+        return SparseImages(np.concatenate(offs), np.concatenate([p.index for p in parts]),
+                            np.concatenate([p.value for p in parts]))
+
+
+@dataclass(frozen=True)
+class ImagePairs:
+    """Gen/reco image pairs with conditions (see the module docstring).
+
+    ``cond``: (n, 4) float32 ``gen pT [GeV], gen eta, gen phi [rad], nPU``; ``reco``: (n, 5)
+    float32 reference reco jet ``pt, eta, phi, mass`` (GeV, corrected as in NanoAOD) and
+    ``rawFactor``; ``rho`` (n,) GeV; ``event`` (n,) int64 event id (file index * 10^7 + entry);
+    ``gen_jet_index`` (n,) index of the gen jet in its event's GenJet collection.
+    """
+
+    gen: SparseImages
+    reco: SparseImages
+    cond: np.ndarray
+    reco_jet: np.ndarray
+    rho: np.ndarray
+    event: np.ndarray
+    gen_jet_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cond)
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, **{f"gen_{k}": v for k, v in asdict(self.gen).items()},
+                 **{f"reco_{k}": v for k, v in asdict(self.reco).items()},
+                 cond=self.cond, reco_jet=self.reco_jet, rho=self.rho, event=self.event, gen_jet_index=self.gen_jet_index)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ImagePairs:
+        with np.load(path) as f:
+            gen = SparseImages(f["gen_offsets"], f["gen_index"], f["gen_value"])
+            reco = SparseImages(f["reco_offsets"], f["reco_index"], f["reco_value"])
+            idx = f["gen_jet_index"] if "gen_jet_index" in f else np.full(len(f["cond"]), -1, np.int64)
+            return cls(gen, reco, f["cond"], f["reco_jet"], f["rho"], f["event"], idx)
+
+    @staticmethod
+    def concatenate(parts: Sequence[ImagePairs]) -> ImagePairs:
+        return ImagePairs(
+            SparseImages.concatenate([p.gen for p in parts]), SparseImages.concatenate([p.reco for p in parts]),
+            *(np.concatenate([getattr(p, k) for p in parts]) for k in ("cond", "reco_jet", "rho", "event", "gen_jet_index")),
+        )
+
+
+def extract_pairs(arrays: dict[str, Any], event_ids: np.ndarray) -> ImagePairs:
+    """Image pairs from one chunk of NanoAOD branches (see the module docstring)."""
+    from hepfastsim.io.nanoaod import event_npu, event_rho, jet_constituents
+
+    n_events = len(event_ids)
+    gen = ak.zip({f: arrays[f"GenJet_{f}"] for f in ("pt", "eta", "phi", "mass")})
+    reco = ak.zip({f: arrays[f"Jet_{f}"] for f in ("pt", "eta", "phi", "mass", "genJetIdx", "rawFactor")})
+    gen_c = jet_constituents(arrays)
+    reco_c = jet_constituents(arrays, candidates="PFCands", links="JetPFCands", jets="Jet")
+    n_gen = ak.to_numpy(ak.num(gen.pt)).astype(np.int64)
+    n_reco = ak.to_numpy(ak.num(reco.pt)).astype(np.int64)
+    gen_off = np.concatenate([[0], np.cumsum(n_gen)])
+    ev_reco = np.repeat(np.arange(n_events), n_reco)
+    idx = ak.to_numpy(ak.flatten(reco.genJetIdx)).astype(np.int64)
+    ok = (idx >= 0) & (idx < n_gen[ev_reco])
+    g_flat = ak.flatten(gen)
+    g_global = gen_off[ev_reco] + np.where(ok, idx, 0)
+    gpt = ak.to_numpy(g_flat.pt).astype(np.float64)[g_global]
+    geta = ak.to_numpy(g_flat.eta).astype(np.float64)[g_global]
+    ok &= (gpt > MIN_GEN_PT) & (np.abs(geta) < MAX_ABS_ETA)
+    sel_reco = np.flatnonzero(ok)
+    sel_gen = g_global[sel_reco]
+    axis = g_flat[sel_gen]
+    gen_img = pixelise(ak.flatten(gen_c, axis=1)[sel_gen], axis, SEED000_DETECTOR)
+    reco_img = pixelise(ak.flatten(reco_c, axis=1)[sel_reco], axis, SEED000_DETECTOR)
+    npu = event_npu(arrays, n_events)[ev_reco[sel_reco]]
+    rho = event_rho(arrays, n_events)[ev_reco[sel_reco]]
+    cond = np.stack([gpt[sel_reco], geta[sel_reco], ak.to_numpy(axis.phi), npu], axis=1).astype(np.float32)
+    r_flat = ak.flatten(reco)[sel_reco]
+    reco_jet = np.stack([ak.to_numpy(r_flat[f]) for f in ("pt", "eta", "phi", "mass", "rawFactor")],
+                        axis=1).astype(np.float32)
+    return ImagePairs(SparseImages.from_dense(gen_img), SparseImages.from_dense(reco_img), cond, reco_jet,
+                      rho.astype(np.float32), event_ids[ev_reco[sel_reco]].astype(np.int64), idx[sel_reco])
+
+
+def build_pairs(
+    files: Sequence[str],
+    tree: str = "Events",
+    max_events: int | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> ImagePairs:
+    """Image pairs of all ``files`` (at most ``max_events`` per file), read chunk by chunk."""
+    from hepfastsim.io.nanoaod import iterate_chunks, open_tree
+
+    parts = []
+    for k, path in enumerate(files):
+        source = open_tree(path, tree)
+        branches = [*_BRANCHES_GEN, *_BRANCHES_RECO, *_BRANCHES_CANDS]
+        source.require(branches)
+        branches += [b for b in ("Pileup_nPU", "fixedGridRhoFastjetAll", "Rho_fixedGridRhoFastjetAll")
+                     if b in set(source.branch_names)]
+        stop = source.num_entries if max_events is None else min(max_events, source.num_entries)
+        for chunk in iterate_chunks(source, branches, step_size=2000, entry_stop=stop):
+            ids = k * 10_000_000 + np.arange(chunk.entry_start, chunk.entry_stop, dtype=np.int64)
+            parts.append(extract_pairs(chunk.arrays, ids))
+            if on_progress is not None:
+                on_progress(str(path), len(chunk), stop)
+    if not parts:
+        raise ValueError("expected at least one input file")
+    return ImagePairs.concatenate(parts)
+
+
+# ------------------------------------------------------------------------------------------
+# training
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Loss weights (section 2.1 of the paper; the paper does not give
+    their values): ``w_adv`` patch-GAN term, ``w_total_adv`` the D_T game (the paper's tau),
+    ``w_l2`` the L2 term (summed over pixels), ``w_mask`` the paper's lambda (mask
+    cross-entropy averaged over pixels + intensity L2 on the non-empty reco pixels summed),
+    ``w_sum`` the MSE of the total intensities (the paper's mu)."""
+
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    epochs: float = 10.0
+    max_minutes: float | None = None
+    w_adv: float = 1.0
+    w_total_adv: float = 1.0
+    w_l2: float = 20.0
+    w_mask: float = 10.0
+    w_sum: float = 50.0
+    eval_every: int = 500
+    eval_jets: int = 4000
+    holdout_fraction: float = 0.02
+    seed: int = 0
+
+
+def _bce(p: Any, target: float) -> Any:
+    import torch
+
+    return torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), torch.full_like(p, target))
+
+
+def generator_losses(
+    g0: Any, g1: Any, z: Any, x: Any, y: Any, c: Any, disc: Any, disc_total: Any, config: TrainConfig
+) -> tuple[Any, Any, dict[str, float]]:
+    """Total generator loss, the generated image ``G2`` and the terms (floats).
+
+    ``G2 = G0 * 1[z < G1]`` (straight-through); terms: ``adv = BCE(D(G2, x, c), 1)``,
+    ``adv_T = BCE(D_T(sum G2, c), 1)``, ``l2 = E sum_pix (G2 - y)^2``, ``mask = E_pix
+    BCE(G1, 1[y > 0]) + E sum_{y > 0} (G0 - y)^2 / 2`` (eq. 2), ``sum = E (sum G2 - sum y)^2``.
+    """
+    import torch
+
+    from hepfastsim.models.image_gan import sample_hard_mask
+
+    g2 = g0 * sample_hard_mask(g1, z)
+    occupied = (y > 0).to(y.dtype)
+    adv = _bce(disc(g2, x, c), 1.0)
+    tot_g, tot_y = g2.sum(dim=(1, 2, 3)), y.sum(dim=(1, 2, 3))
+    adv_t = _bce(disc_total(tot_g, c), 1.0)
+    l2 = ((g2 - y) ** 2).sum(dim=(1, 2, 3)).mean()
+    mask_bce = torch.nn.functional.binary_cross_entropy(g1.clamp(1e-6, 1 - 1e-6), occupied)
+    mask_int = (occupied * (g0 - y) ** 2 / 2).sum(dim=(1, 2, 3)).mean()
+    summse = ((tot_g - tot_y) ** 2).mean()
+    loss = (config.w_adv * adv + config.w_total_adv * adv_t + config.w_l2 * l2
+            + config.w_mask * (mask_bce + mask_int) + config.w_sum * summse)
+    terms = {"adv": adv.item(), "adv_T": adv_t.item(), "l2": l2.item(), "mask": (mask_bce + mask_int).item(),
+             "sum_mse": summse.item()}
+    return loss, g2, terms
+
+
+def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int) -> dict[str, float]:
+    """Checkpoint score: W1 of total and ring intensities, pTD, axes, tau21 between generated
+    and reco images of ``rows``, each divided by the reco standard deviation, averaged."""
+    from hepfastsim.jets.observables import image_observables
+    from hepfastsim.evaluation.metrics import wasserstein1
+
+    x, y = pairs.gen.dense(rows), pairs.reco.dense(rows)
+    g0, g1 = model.soft_outputs(x, pairs.cond[rows])
+    z = np.random.default_rng(seed).random(g1.shape, dtype=np.float32)
+    img = np.where(z < g1, g0, 0.0)
+    ref = image_observables(y.astype(np.float64))
+    got = image_observables(img.astype(np.float64))
+    out = {}
+    for name in ("pt", "ring0", "ring1", "ring2", "ring3", "ptd", "major", "minor", "tau21", "mass"):
+        r, g = ak.to_numpy(ref[name]), ak.to_numpy(got[name])
+        r, g = r[np.isfinite(r)], g[np.isfinite(g)]
+        out[name] = wasserstein1(r, g) / max(float(np.std(r)), 1e-12)
+    out["score"] = float(np.mean(list(out.values())))
+    return out
+
+
+def train_image_gan(
+    pairs: ImagePairs,
+    config: TrainConfig = TrainConfig(),
+    arch: Any = None,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    init: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """Train G, D and D_T on ``pairs``; returns the generator (eval mode) of the best held-out
+    checkpoint score (see :func:`_score`) and a training report (its ``"discriminators"``
+    entry holds the final D and D_T state dicts). Held-out jets are a ``holdout_fraction`` of
+    whole events. ``init``: state dicts ``{"G": ..., "D": ..., "DT": ...}`` (any subset) to
+    continue a previous training."""
+    import copy
+
+    import torch
+
+    from hepfastsim.models.image_gan import (
+        ImageGANConfig,
+        LoadedImageGAN,
+        PatchDiscriminator,
+        TotalDiscriminator,
+        UNetGenerator,
+        condition_features,
+    )
+
+    arch = arch or ImageGANConfig()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    events = np.unique(pairs.event)
+    held_events = events[rng.random(len(events)) < config.holdout_fraction]
+    held = np.isin(pairs.event, held_events)
+    train_rows, held_rows = np.flatnonzero(~held), np.flatnonzero(held)
+    eval_rows = held_rows[:config.eval_jets]
+    G, D, DT = UNetGenerator(arch), PatchDiscriminator(arch), TotalDiscriminator(arch)
+    for name, net in (("G", G), ("D", D), ("DT", DT)):
+        if init and name in init:
+            net.load_state_dict(init[name])
+    opt_g = torch.optim.Adam(G.parameters(), lr=config.learning_rate, betas=config.betas)
+    opt_d = torch.optim.Adam([*D.parameters(), *DT.parameters()], lr=config.learning_rate, betas=config.betas)
+    n_steps = int(config.epochs * len(train_rows) / config.batch_size)
+    start = time.perf_counter()
+    history: list[dict[str, float]] = []
+    best: dict[str, Any] = {"score": np.inf, "state": None, "step": 0}
+    step = 0
+    for step in range(1, n_steps + 1):
+        rows = np.sort(rng.choice(train_rows, config.batch_size, replace=False))
+        x = torch.from_numpy(pairs.gen.dense(rows))[:, None]
+        y = torch.from_numpy(pairs.reco.dense(rows))[:, None]
+        c = condition_features(pairs.cond[rows])
+        g0, g1 = G(x, c)
+        z = torch.rand_like(g1)
+        # discriminators
+        with torch.no_grad():
+            fake = g0 * (z < g1).to(g0.dtype)
+        loss_d = (_bce(D(y, x, c), 1.0) + _bce(D(fake, x, c), 0.0)
+                  + _bce(DT(y.sum(dim=(1, 2, 3)), c), 1.0) + _bce(DT(fake.sum(dim=(1, 2, 3)), c), 0.0))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        # generator
+        loss_g, _, terms = generator_losses(g0, g1, z, x, y, c, D, DT, config)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        out_of_time = config.max_minutes is not None and time.perf_counter() - start > 60 * config.max_minutes
+        if step % config.eval_every == 0 or step == n_steps or out_of_time:
+            G.eval()
+            score = _score(LoadedImageGAN(G, arch), pairs, eval_rows, config.seed + step)
+            G.train()
+            entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "loss_d": loss_d.item(),
+                     "loss_g": loss_g.item(), **terms, **{f"heldout_{k}": v for k, v in score.items()}}
+            history.append(entry)
+            if score["score"] < best["score"]:
+                best = {"score": score["score"], "state": copy.deepcopy(G.state_dict()), "step": step}
+            if on_step is not None:
+                on_step(step, n_steps, entry)
+        elif on_step is not None and step % 50 == 0:
+            on_step(step, n_steps, {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **terms})
+        if out_of_time:
+            break
+    if best["state"] is not None:
+        G.load_state_dict(best["state"])
+    G.eval()
+    report = {
+        "config": asdict(config),
+        "train_jets": int(len(train_rows)),
+        "heldout_jets": int(len(held_rows)),
+        "steps_run": step,
+        "epochs_run": round(step * config.batch_size / max(len(train_rows), 1), 3),
+        "best_step": best["step"],
+        "best_heldout_score": best["score"],
+        "seconds": round(time.perf_counter() - start, 1),
+        "history": history,
+        "discriminators": {"D": D.state_dict(), "DT": DT.state_dict()},
+    }
+    return G, report

@@ -1,0 +1,256 @@
+"""The seed-000 image-GAN fast simulation (arXiv:1805.00850): gen-jet image -> reco-jet image -> observables.
+
+For every gen jet inside the model's domain (gen pT >= 20 GeV, |eta| < 2.5: the tracker
+acceptance and the selection the model was trained on, with at least one constituent):
+
+1. its constituents (GenCands via GenJetCands) are pixelised with
+   :data:`~hepfastsim.jets.images.SEED000_DETECTOR` (32 x 32 pixels, 0.3 x 0.3 around the
+   gen-jet axis, intensity = pT / gen pT, overflow folded onto the border);
+2. the U-Net generator gives the pixel intensity ``G0`` and the soft mask ``G1`` from the
+   image and (gen pT, eta, phi, nPU); the reco image is ``G0 * 1[u < G1]`` with one uniform
+   ``u`` per pixel from :func:`hepfastsim.kernels.rng.uniforms` keyed on the event (the
+   model's only noise, as in the paper), so the output does not depend on the chunking;
+3. each non-empty pixel becomes a massless pseudo-particle at the pixel centre with
+   ``pT = intensity * gen pT`` (the paper's recipe) and the numba observables kernel
+   (:func:`hepfastsim.jets.observables.image_observables`) gives the raw jet ``pt``,
+   ``eta``, ``phi``, ``mass`` (four-vector sum of the pseudo-particles, GeV, rad), ``tau21``,
+   ``tau32`` (one-pass kT axes, R0 = 0.4), ``pTD``, ``majorAxis``, ``minorAxis``, the ring
+   intensities ``ring0..ring3`` (Delta R edges 0, 0.05, 0.10, 0.15, 0.25 around the gen
+   axis, fractions of gen pT) and ``nPixels``;
+4. the raw pT and mass are corrected with the reference chain's AK4 jet-energy corrections
+   (L1 with the event rho and the nominal area pi 0.4^2, then L2L3), as NanoAOD ``Jet_pt``
+   is; ``rawFactor = 1 - raw / corrected``. The generated images are trained on the reco
+   jets' own PF candidates, which are uncorrected;
+5. jets with corrected pT below ``min_reco_pt`` (15 GeV, the reference ``Jet`` threshold)
+   are not written, as the reference chain does not store them.
+
+Gen jets outside the domain (pT < 20 GeV, |eta| >= 2.5, no constituents, non-finite) are
+not dropped silently: with ``outside="parametric"`` (the default) they go through the
+classical smearing baseline (:class:`~hepfastsim.simulators.parametric.ParametricSimulator`),
+with ``fromImage = 0`` and NaN substructure; with ``outside="skip"`` they give no reco jet.
+``fromImage = 1`` marks the jets made by the GAN. No pileup/fake jets are produced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.kernels.rng import uniforms
+from hepfastsim.simulators.base import GenEvents, Simulator, register
+
+__all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "image_gan"
+WEIGHTS_ENV = "HEPFASTSIM_IMAGE_GAN_WEIGHTS"
+DOMAIN_MASK = 301
+_BLOCK = 256  # rows of every generator call (padded): bit-identical rows whatever the chunking
+_NOMINAL_AREA = float(np.pi * 0.4**2)
+
+#: output field -> image_observables field
+_OBSERVABLES = {"tau21": "tau21", "tau32": "tau32", "pTD": "ptd", "majorAxis": "major", "minorAxis": "minor",
+                "ring0": "ring0", "ring1": "ring1", "ring2": "ring2", "ring3": "ring3"}
+
+
+def generate_images(
+    model: Any, images: np.ndarray, cond: np.ndarray, keys: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Reco images ``(n, 32, 32)`` float32 from gen images ``(n, 32, 32)`` and conditions ``(n, 4)``.
+
+    ``keys`` (one per event) and ``counts`` (jets per event, summing to n) key the per-pixel
+    uniforms of the hard mask: jet ``j`` of an event uses stream block ``j`` of that event.
+    Generator calls take blocks of events of at most ~``_BLOCK`` jets, padded to ``_BLOCK`` rows.
+    """
+    n = len(images)
+    out = np.zeros((n, *images.shape[1:]), np.float32)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ev = 0
+    n_events = len(counts)
+    while ev < n_events:
+        stop = int(np.searchsorted(offsets, offsets[ev] + _BLOCK, side="right")) - 1
+        stop = max(stop, ev + 1)
+        j0, j1 = int(offsets[ev]), int(offsets[stop])
+        if j1 > j0:
+            for s in range(j0, j1, _BLOCK):
+                e = min(s + _BLOCK, j1)
+                x = np.zeros((_BLOCK, *images.shape[1:]), np.float32)
+                c = np.zeros((_BLOCK, cond.shape[1]), np.float32)
+                c[:, 0] = 100.0  # padding rows: any valid condition
+                x[: e - s], c[: e - s] = images[s:e], cond[s:e]
+                g0, g1 = model.soft_outputs(x, c)
+                out[s:e] = np.where(_uniform_block(keys, offsets, ev, stop, s, e, images.shape[1:]) < g1[: e - s], g0[: e - s], 0.0)
+        ev = stop
+    return out
+
+
+def _uniform_block(
+    keys: np.ndarray, offsets: np.ndarray, ev0: int, ev1: int, j0: int, j1: int, shape: tuple[int, ...]
+) -> np.ndarray:
+    n_pix = int(np.prod(shape))
+    local = offsets[ev0:ev1 + 1] - offsets[ev0]
+    u = uniforms(keys[ev0:ev1], local, n_pix, domain=DOMAIN_MASK)
+    base = int(offsets[ev0])
+    return u[j0 - base:j1 - base].reshape(j1 - j0, *shape).astype(np.float32)
+
+
+@dataclass
+class ImageGANSimulator(Simulator):
+    """Seed-000 image GAN (see the module docstring).
+
+    ``weights``: a model written by ``hepfastsim train image-gan`` (with or without suffix);
+    None for ``$HEPFASTSIM_IMAGE_GAN_WEIGHTS`` or the shipped default.
+    """
+
+    weights: str | os.PathLike[str] | None = None
+    min_gen_pt: float = 20.0
+    max_abs_eta: float = 2.5
+    min_reco_pt: float = 15.0
+    outside: Literal["parametric", "skip"] = "parametric"
+    _model: Any = field(default=None, init=False, repr=False, compare=False)
+
+    name: ClassVar[str] = "image-gan"
+    needs_constituents: ClassVar[bool] = True
+    output_fields: ClassVar[dict[str, np.dtype]] = {
+        "pt": np.dtype(np.float32),
+        "eta": np.dtype(np.float32),
+        "phi": np.dtype(np.float32),
+        "mass": np.dtype(np.float32),
+        "rawFactor": np.dtype(np.float32),
+        "genJetIdx": np.dtype(np.int32),
+        "tau21": np.dtype(np.float32),
+        "tau32": np.dtype(np.float32),
+        "pTD": np.dtype(np.float32),
+        "majorAxis": np.dtype(np.float32),
+        "minorAxis": np.dtype(np.float32),
+        "ring0": np.dtype(np.float32),
+        "ring1": np.dtype(np.float32),
+        "ring2": np.dtype(np.float32),
+        "ring3": np.dtype(np.float32),
+        "nPixels": np.dtype(np.int32),
+        "fromImage": np.dtype(np.int32),
+    }
+
+    def __post_init__(self) -> None:
+        if self.outside not in ("parametric", "skip"):
+            raise ValueError(f"expected outside 'parametric' or 'skip', got {self.outside!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = None
+        return state
+
+    @property
+    def weights_path(self) -> Path:
+        if self.weights is not None:
+            return Path(self.weights)
+        return Path(os.environ.get(WEIGHTS_ENV, DEFAULT_WEIGHTS))
+
+    @property
+    def model(self) -> Any:
+        """The :class:`~hepfastsim.models.image_gan.LoadedImageGAN` (loaded on first use)."""
+        if self._model is None:
+            from hepfastsim.models.image_gan import load_generator
+
+            self._model = load_generator(self.weights_path)
+        return self._model
+
+    def domain(self, pt: np.ndarray, eta: np.ndarray, n_constituents: np.ndarray) -> np.ndarray:
+        """True for gen jets the image model simulates (finite, pT >= min_gen_pt, |eta| < max_abs_eta)."""
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(pt) & np.isfinite(eta) & (pt >= self.min_gen_pt) & (np.abs(eta) < self.max_abs_eta) \
+                & (n_constituents > 0)
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
+        from hepfastsim.jets.observables import ObservablesConfig, image_observables
+        from hepfastsim.reference.jec import load_jec
+
+        if events.constituents is None:
+            from hepfastsim.errors import ModelError
+
+            raise ModelError("the image-gan model needs the gen-jet constituents (GenCands, GenJetCands)")
+        jets = events.jets
+        n_events = len(events)
+        counts = ak.to_numpy(ak.num(jets, axis=1)).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        flat = ak.flatten(jets, axis=1)
+        pt, eta, phi = (np.asarray(ak.to_numpy(flat[f]), np.float64) for f in ("pt", "eta", "phi"))
+        cands = ak.flatten(events.constituents, axis=1)
+        n_const = ak.to_numpy(ak.num(cands, axis=1)).astype(np.int64)
+        event_of_jet = np.repeat(np.arange(n_events), counts)
+        local_idx = np.arange(offsets[-1]) - offsets[event_of_jet]
+        inside = self.domain(pt, eta, n_const)
+        sel = np.flatnonzero(inside)
+        sel_counts = np.bincount(event_of_jet[sel], minlength=n_events).astype(np.int64)
+
+        axis = ak.zip({"pt": pt[sel], "eta": eta[sel], "phi": phi[sel]})
+        x = pixelise(cands[sel], axis, SEED000_DETECTOR).astype(np.float32)
+        cond = np.stack([pt[sel], eta[sel], phi[sel], events.n_pu.astype(np.float64)[event_of_jet[sel]]],
+                        axis=1).astype(np.float32)
+        img = generate_images(self.model, x, cond, events.keys, sel_counts)
+        obs = image_observables(img.astype(np.float64), SEED000_DETECTOR, ObservablesConfig(), jet=axis)
+        raw_pt = np.asarray(ak.to_numpy(obs.pt), np.float64)
+        raw_mass = np.asarray(ak.to_numpy(obs.mass), np.float64)
+        reco_eta = np.asarray(ak.to_numpy(obs.eta), np.float64)
+        rho = events.rho.astype(np.float64)[event_of_jet[sel]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            empty = ~(raw_pt > 0)
+            factor = load_jec("ak4").factor(np.where(empty, 1.0, raw_pt), np.where(empty, eta[sel], reco_eta),
+                                            np.full(len(sel), _NOMINAL_AREA), rho)
+            keep = ~empty & (raw_pt * factor > self.min_reco_pt)
+        columns: dict[str, np.ndarray] = {
+            "pt": (raw_pt * factor)[keep],
+            "eta": reco_eta[keep],
+            "phi": np.asarray(ak.to_numpy(obs.phi), np.float64)[keep],
+            "mass": (raw_mass * factor)[keep],
+            "rawFactor": (1.0 - 1.0 / factor)[keep],
+            "genJetIdx": local_idx[sel][keep],
+            "nPixels": np.asarray(ak.to_numpy(obs.n_constituents))[keep],
+            "fromImage": np.ones(int(keep.sum()), np.int32),
+        }
+        for out_name, obs_name in _OBSERVABLES.items():
+            columns[out_name] = np.asarray(ak.to_numpy(obs[obs_name]), np.float64)[keep]
+        event_all = event_of_jet[sel][keep]
+
+        if self.outside == "parametric":
+            fallback = self._outside_jets(events, inside, counts, offsets)
+            if fallback is not None:
+                f_cols, f_event = fallback
+                for k in columns:
+                    columns[k] = np.concatenate([columns[k], f_cols[k]])
+                event_all = np.concatenate([event_all, f_event])
+        order = np.lexsort((-columns["pt"], event_all))
+        out_counts = np.bincount(event_all, minlength=n_events)
+        record = {k: columns[k][order].astype(dt) for k, dt in self.output_fields.items()}
+        return ak.unflatten(ak.zip(record), out_counts)
+
+    def _outside_jets(
+        self, events: GenEvents, inside: np.ndarray, counts: np.ndarray, offsets: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        """Parametric smearing of the gen jets outside the image domain (columns, event index)."""
+        from hepfastsim.simulators.parametric import ParametricSimulator
+
+        if inside.all():
+            return None
+        outside_mask = ak.unflatten(~inside, counts)
+        original_idx = ak.unflatten(np.arange(offsets[-1]) - np.repeat(offsets[:-1], counts), counts)[outside_mask]
+        sub = GenEvents(jets=events.jets[outside_mask], n_pu=events.n_pu, rho=events.rho, keys=events.keys)
+        reco = ParametricSimulator().simulate(sub)
+        n_out = ak.to_numpy(ak.num(reco, axis=1))
+        event = np.repeat(np.arange(len(events)), n_out)
+        gen_idx = ak.to_numpy(ak.flatten(original_idx[reco.genJetIdx]))
+        n = len(event)
+        cols = {f: np.asarray(ak.to_numpy(ak.flatten(reco[f])), np.float64) for f in ("pt", "eta", "phi", "mass")}
+        cols.update({"rawFactor": np.full(n, np.nan), "genJetIdx": gen_idx.astype(np.int64),
+                     "nPixels": np.full(n, -1, np.int64), "fromImage": np.zeros(n, np.int32)})
+        for out_name in _OBSERVABLES:
+            cols[out_name] = np.full(n, np.nan)
+        return cols, event
+
+
+register("image-gan")(ImageGANSimulator)
