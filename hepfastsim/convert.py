@@ -1,7 +1,9 @@
 """``convert``: gen jets of a NanoAOD-like file in, the same file plus a reco jet collection out.
 
 Every branch of the events tree and every other tree is copied; the new collection is
-added with its own counter (``nFastJet``, ``FastJet_pt``, ...). The output is written to a
+added with its own counter (``nFastJet``, ``FastJet_pt``, ...), and so are the extra
+collections a model declares (``Simulator.extra_collections``, e.g. the particle VAE's
+``FastPFCands_*`` constituents with ``FastJetPFCands_{jetIdx,pFCandsIdx}`` links). The output is written to a
 temporary file and renamed into place only when complete. Random numbers are keyed on
 (seed, file UUID, entry, draw), so the output does not depend on the chunk size.
 """
@@ -35,10 +37,11 @@ from hepfastsim.io.schema import (
     OVERSAMPLE_WEIGHT_BRANCH,
     collection_branches,
     counter_name,
+    extra_collection_name,
 )
 from hepfastsim.io.writer import AtomicRootWriter, check_destination
 from hepfastsim.kernels.rng import event_keys
-from hepfastsim.simulators.base import GenEvents, Simulator, make_simulator
+from hepfastsim.simulators.base import DEFAULT_MODEL, GenEvents, Simulator, make_simulator
 
 __all__ = ["ConvertConfig", "ConvertSummary", "convert", "output_uuid"]
 
@@ -47,7 +50,7 @@ __all__ = ["ConvertConfig", "ConvertSummary", "convert", "output_uuid"]
 class ConvertConfig:
     """Options of :func:`convert` (the CLI flags of ``hepfastsim convert``)."""
 
-    model: str = "parametric"
+    model: str = DEFAULT_MODEL
     collection: str = DEFAULT_COLLECTION
     seed: int = 0
     chunk_size: ChunkSize = "100 MB"  # events per chunk, or a memory size per chunk
@@ -100,17 +103,23 @@ def _check_paths(input_path: str, output_path: str, config: ConvertConfig) -> No
         raise OutputError(output_path, "it is the input file")
 
 
-def _check_collection_free(source: InputTree, collection: str) -> None:
-    taken = [
-        b
-        for b in source.branch_names
-        if b.startswith(f"{collection}_") or b in (counter_name(collection), OVERSAMPLE_INDEX_BRANCH)
-    ]
-    if taken:
+def _check_collection_free(source: InputTree, collection: str, extras: tuple[str, ...] = ()) -> None:
+    if len({collection, *extras}) != 1 + len(extras):
         raise HepfastsimError(
-            f"tree {source.name!r} of {source.path!r} already has branch {taken[0]!r}; "
-            f"choose another --collection than {collection!r}"
+            f"--collection {collection!r} gives the model's collections clashing names {[collection, *extras]}; "
+            "choose another --collection"
         )
+    for name in (collection, *extras):
+        taken = [
+            b
+            for b in source.branch_names
+            if b.startswith(f"{name}_") or b in (counter_name(name), OVERSAMPLE_INDEX_BRANCH)
+        ]
+        if taken:
+            raise HepfastsimError(
+                f"tree {source.name!r} of {source.path!r} already has branch {taken[0]!r}; "
+                f"choose another --collection than {collection!r}"
+            )
 
 
 def _other_objects(path: str, events_tree: str) -> dict[str, str]:
@@ -171,8 +180,9 @@ def convert(
     _check_paths(input_path, output_path, config)
     source = open_tree(input_path, config.tree)
     gen_branches(source)  # raises BranchNotFoundError naming file, tree and branch
-    _check_collection_free(source, config.collection)
     sim = simulator if simulator is not None else make_simulator(config.model)
+    extras = {t: extra_collection_name(t, config.collection) for t in sim.extra_collections}
+    _check_collection_free(source, config.collection, tuple(extras.values()))
     if sim.needs_constituents:
         constituent_branches(source)  # the model reads gen constituents: name the missing branch now
     summary = ConvertSummary(input=input_path, output=output_path, model=sim.name)
@@ -183,6 +193,8 @@ def convert(
     counters = set(source.counters.values())
     keep = [b for b in source.branch_names if b not in counters and b not in unwritable]
     new_counters = {f"{config.collection}_{f}": counter_name(config.collection) for f in sim.output_fields}
+    for template, name in extras.items():
+        new_counters.update({f"{name}_{f}": counter_name(name) for f in sim.extra_collections[template]})
     K = config.oversample
 
     fixed_uuid = output_uuid(source.tree.file.uuid, config, sim.name) if config.reproducible else None
@@ -199,8 +211,13 @@ def convert(
             events = GenEvents.from_branches(arrays, event_keys(config.seed, source.file_key, entries, draws),
                                             constituents=sim.needs_constituents)
             jets = events.jets
-            reco = sim.simulate(events)
+            if extras:
+                reco, extra_objects = sim.simulate_with_extras(events)
+            else:
+                reco, extra_objects = sim.simulate(events), {}
             branches = {**arrays, **collection_branches(config.collection, reco, sim.output_fields)}
+            for template, name in extras.items():
+                branches.update(collection_branches(name, extra_objects[template], sim.extra_collections[template]))
             if K > 1:
                 weight = ak.to_numpy(arrays["genWeight"]).astype(np.float32) if "genWeight" in arrays else np.ones(len(entries), np.float32)
                 branches[OVERSAMPLE_INDEX_BRANCH] = draws.astype(np.int32)

@@ -25,10 +25,10 @@ from hepfastsim.io.nanoaod import (
     RHO_BRANCHES,
     file_key,
 )
-from hepfastsim.io.schema import DEFAULT_COLLECTION, collection_branches, counter_name
+from hepfastsim.io.schema import DEFAULT_COLLECTION, collection_branches, counter_name, extra_collection_name
 from hepfastsim.io.writer import AtomicRootWriter
 from hepfastsim.kernels.rng import event_keys
-from hepfastsim.simulators.base import GenEvents, Simulator, make_simulator
+from hepfastsim.simulators.base import DEFAULT_MODEL, GenEvents, Simulator, make_simulator
 
 __all__ = ["FastSimProcessor", "nanoevents_branches", "collect_jets"]
 
@@ -89,7 +89,7 @@ class FastSimProcessor(processor.ProcessorABC):
 
     def __init__(
         self,
-        model: str = "parametric",
+        model: str = DEFAULT_MODEL,
         seed: int = 0,
         collection: str = DEFAULT_COLLECTION,
         output_dir: str | os.PathLike[str] | None = None,
@@ -118,11 +118,24 @@ class FastSimProcessor(processor.ProcessorABC):
         branches = nanoevents_branches(events, constituents=sim.needs_constituents)
         return sim.simulate(GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents))
 
+    def simulate_with_extras(self, events: Any) -> tuple[ak.Array, dict[str, ak.Array]]:
+        """Reco jets and the simulator's extra collections (``Simulator.extra_collections``)."""
+        meta = events.metadata
+        entries = np.arange(meta["entrystart"], meta["entrystop"], dtype=np.int64)
+        keys = event_keys(self.seed, file_key(meta["fileuuid"]), entries)
+        sim = self.simulator
+        branches = nanoevents_branches(events, constituents=sim.needs_constituents)
+        return sim.simulate_with_extras(GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents))
+
     def process(self, events: Any) -> dict[str, Any]:
         meta = events.metadata
-        reco = self.simulate(events)
-        if self.output_dir is not None:
-            self._write_chunk(events, reco)
+        if self.output_dir is not None and self.simulator.extra_collections:
+            reco, extras = self.simulate_with_extras(events)
+            self._write_chunk(events, reco, extras)
+        else:
+            reco = self.simulate(events)
+            if self.output_dir is not None:
+                self._write_chunk(events, reco)
         n_gen = int(ak.sum(ak.num(events.GenJet)))
         return {
             meta["dataset"]: {
@@ -133,7 +146,7 @@ class FastSimProcessor(processor.ProcessorABC):
             }
         }
 
-    def _write_chunk(self, events: Any, reco: ak.Array) -> None:
+    def _write_chunk(self, events: Any, reco: ak.Array, extras: dict[str, ak.Array] | None = None) -> None:
         meta = events.metadata
         stem = Path(meta["filename"]).name.removesuffix(".root")
         dest = Path(self.output_dir) / f"{stem}_{meta['entrystart']}-{meta['entrystop']}.root"
@@ -142,6 +155,11 @@ class FastSimProcessor(processor.ProcessorABC):
         }
         branches.update(collection_branches(self.collection, reco, self.simulator.output_fields))
         counters = {b: counter_name(self.collection) for b in branches if b.startswith(f"{self.collection}_")}
+        for template, fields in self.simulator.extra_collections.items() if extras else ():
+            name = extra_collection_name(template, self.collection)
+            extra = collection_branches(name, extras[template], fields)
+            branches.update(extra)
+            counters.update({b: counter_name(name) for b in extra})
         with AtomicRootWriter(dest, overwrite=True) as out:
             out.extend("Events", branches, counters=counters)
 

@@ -18,6 +18,7 @@ from hepfastsim.distributed import EXECUTORS, ConvertManyError, TaskFailure, con
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import open_tree
 from hepfastsim.io.schema import DEFAULT_COLLECTION
+from hepfastsim.simulators.base import DEFAULT_MODEL
 
 
 def _chunk_size(text: str) -> int | str:
@@ -53,7 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="skip inputs whose output exists (outputs only appear complete), convert the rest")
     p.add_argument("--reproducible", action="store_true",
                    help="byte-for-byte reproducible files: UUID from the input's and the options, fixed timestamps")
-    p.add_argument("--model", default="parametric", help="simulator to use (default: %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="simulator: kinematics (learned, default), parametric (resolution-formula baseline), "
+                   "or a model that reads gen constituents (default: %(default)s)")
     p.add_argument("--collection", default=DEFAULT_COLLECTION, help="name of the new collection (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument(

@@ -16,7 +16,10 @@ import numpy as np
 
 from hepfastsim.errors import ModelError
 
-__all__ = ["GenEvents", "Simulator", "SIMULATORS", "register", "make_simulator"]
+__all__ = ["DEFAULT_MODEL", "GenEvents", "Simulator", "SIMULATORS", "register", "make_simulator"]
+
+#: The model ``convert``, the processors and the CLI use when none is named.
+DEFAULT_MODEL = "kinematics"
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,19 @@ class Simulator(abc.ABC):
     # True: ``simulate`` reads ``GenEvents.constituents``; convert and the processors then
     # require the PFNano GenCands/GenJetCands branches and build them.
     needs_constituents: ClassVar[bool] = False
+    # Collections written besides the jets: name template -> {field: dtype}. Templates may use
+    # ``{collection}`` (the jet collection, e.g. ``FastJet``) and ``{prefix}`` (it without a
+    # trailing ``Jet``, e.g. ``Fast``): ``{prefix}PFCands`` -> ``FastPFCands_pt``. Such a simulator
+    # overrides :meth:`simulate_with_extras`.
+    extra_collections: ClassVar[Mapping[str, Mapping[str, np.dtype]]] = {}
 
     @abc.abstractmethod
     def simulate(self, events: GenEvents) -> ak.Array:
         """Reco jets for each event of ``events`` (see class docstring)."""
+
+    def simulate_with_extras(self, events: GenEvents) -> tuple[ak.Array, dict[str, ak.Array]]:
+        """Reco jets and, per template of ``extra_collections``, one list of records per event."""
+        return self.simulate(events), {}
 
 
 SIMULATORS: dict[str, Callable[[], Simulator]] = {}

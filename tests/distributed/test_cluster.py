@@ -23,7 +23,8 @@ from slow_simulator import SlowSimulator
 
 pytestmark = pytest.mark.slow  # starts dask schedulers and workers
 
-CONFIG = ConvertConfig(reproducible=True, chunk_size=40, seed=11)
+# the slow test simulator behaves as the parametric model, so the reference runs use that model
+CONFIG = ConvertConfig(reproducible=True, chunk_size=40, seed=11, model="parametric")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_cli_with_scheduler_address(loopback_cluster, inputs, reference, tmp_pat
     from hepfastsim.cli.main import main
 
     code = main(["convert", *map(str, inputs), "-o", str(tmp_path), "--scheduler", loopback_cluster.address,
-                 "--reproducible", "--chunk-size", "40", "--seed", "11", "--quiet"])
+                 "--reproducible", "--chunk-size", "40", "--seed", "11", "--model", CONFIG.model, "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert "4 files, 640 events converted" in capsys.readouterr().out
     assert _contents(tmp_path) == reference

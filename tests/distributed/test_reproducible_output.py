@@ -81,8 +81,8 @@ def test_reproducible_convert_is_byte_identical_and_uuid_depends_on_options(toy_
     with uproot.open(toy_file) as f:
         source_uuid = f.file.uuid
     with uproot.open(tmp_path / "a" / "o.root") as f:
-        assert f.file.uuid == output_uuid(source_uuid, config, "parametric") != source_uuid
+        assert f.file.uuid == output_uuid(source_uuid, config, config.model) != source_uuid
     assert output_uuid(source_uuid, ConvertConfig(seed=4), "parametric") != output_uuid(source_uuid, ConvertConfig(seed=3), "parametric")
     convert(toy_file, tmp_path / "plain.root", ConvertConfig(seed=3, chunk_size=25))
     with uproot.open(tmp_path / "plain.root") as f:
-        assert f.file.uuid != output_uuid(source_uuid, config, "parametric")
+        assert f.file.uuid != output_uuid(source_uuid, config, config.model)
