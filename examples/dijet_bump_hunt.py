@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--zprime-events", type=int, default=300)
     parser.add_argument("--zprime-mass", type=float, default=2500.0)
     parser.add_argument("--signal-fraction", type=float, default=0.03, help="Z' events injected / selected QCD events")
-    parser.add_argument("--model", default="parametric", help="fast-simulation model for convert")
+    parser.add_argument("--model", default="kinematics", help="fast-simulation model for convert (kinematics: the default of convert)")
     parser.add_argument("--fit-min", type=float, default=1500.0)
     parser.add_argument("--out-dir", type=Path, default=Path("dijet_example"))
     args = parser.parse_args()
