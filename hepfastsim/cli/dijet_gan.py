@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--scale-margin", type=float, default=1.0,
                    help="features scaled to [-margin, margin]; the paper: 1 (< 1 lets the tanh output extrapolate)")
+    t.add_argument("--tail-power", type=float, default=0.0,
+                   help="k > 0: train on events drawn ~ mjj^k and weight generated events by mjj^-k "
+                   "(more generated events in the high-mjj tail); 0: the paper")
     t.add_argument("--validation-fraction", type=float, default=0.2)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--out", required=True, help="weights (.safetensors) with metadata")
@@ -60,7 +63,7 @@ def train(args: argparse.Namespace) -> int:
     n_val = int(args.validation_fraction * len(features))
     val, trn = features[order[:n_val]], features[order[n_val:]]
     config = DijetGANConfig(iterations=args.iterations, lr=args.lr, seed=args.seed, eval_every=max(args.iterations // 20, 1),
-                            scale_margin=args.scale_margin)
+                            scale_margin=args.scale_margin, tail_power=args.tail_power)
     console = Console(stderr=True)
     with Progress(TextColumn("training DiJetGAN"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.fields[status]}"), console=console) as progress:
@@ -80,7 +83,7 @@ def train(args: argparse.Namespace) -> int:
         "n_train": int(len(trn)),
         "n_validation": int(len(val)),
         "config": {"iterations": config.iterations, "lr": config.lr, "batch_size": config.batch_size, "betas": list(config.betas),
-                   "ema_decay": config.ema_decay, "scale_margin": config.scale_margin},
+                   "ema_decay": config.ema_decay, "scale_margin": config.scale_margin, "tail_power": config.tail_power},
         "validation_chi2_per_ndf": {k: v for k, v in best.items() if k not in ("loss_d", "loss_g")},
         "history": history,
         "retrain_command": "hepfastsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
@@ -91,14 +94,16 @@ def train(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
-    from hepfastsim.models.dijet_gan import DijetGAN
+    from hepfastsim.models.dijet_gan import DijetGAN, from_features
 
     check_destination(args.out, overwrite=args.overwrite)
     if not Path(args.model).is_file():
         raise HepfastsimError(f"cannot read model {args.model!r}: no such file")
     gan = DijetGAN.load(args.model)
     cuts = gan.metadata.get("selection", {})
-    jets = gan.sample(args.events, seed=args.seed)
+    features = gan.sample_features(args.events, seed=args.seed)
+    weights = gan.weights(features)  # 1, or the importance weights of a tail-enhanced model
+    jets = from_features(features, np.random.default_rng(args.seed))
     # the cuts of the training sample, as in the paper (about 90% of generated events pass)
     keep = (jets["j2_pt"] > cuts.get("min_pt", 0.0)) & (np.abs(jets["j1_eta"]) < cuts.get("max_abs_eta", np.inf)) & (
         np.abs(jets["j2_eta"]) < cuts.get("max_abs_eta", np.inf)
@@ -111,9 +116,9 @@ def generate(args: argparse.Namespace) -> int:
         for f in ("pt", "eta", "phi", "mass")
     }
     n = int(keep.sum())
-    branches.update(  # NanoAOD event identifiers (coffea requires them) and unit weights
+    branches.update(  # NanoAOD event identifiers (coffea requires them) and the event weights
         run=np.ones(n, np.uint32), luminosityBlock=np.ones(n, np.uint32),
-        event=np.arange(1, n + 1, dtype=np.uint64), genWeight=np.ones(n, np.float32),
+        event=np.arange(1, n + 1, dtype=np.uint64), genWeight=weights[keep].astype(np.float32),
     )
     with AtomicRootWriter(args.out, overwrite=args.overwrite) as out:
         out.extend("Events", branches)

@@ -13,6 +13,12 @@ LeakyReLU activations; discriminator loss binary cross-entropy, generator loss m
 error of D(G(z)) to 1; Adam(beta1 = 0.5, beta2 = 0.9). Features are scaled to [-1, 1]
 (min-max, as in the paper; pT and m first go through log so that the steep spectra are
 spread over the range).
+
+Tail enhancement (our addition, ``tail_power`` k > 0): training minibatches are drawn with
+probability proportional to mjj^k, so the generator learns q(x) ~ p(x) mjj^k and spends
+its capacity on the high-mjj tail instead of the threshold; each generated event then
+carries the importance weight mjj^-k (normalised to mean 1), which restores the physical
+distribution p(x) with many more events where the spectrum is steepest. k = 0 is the paper.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ __all__ = [
     "chi2_per_feature",
     "load_dijet_features",
     "dijet_mass",
+    "feature_mjj",
+    "tail_weights",
 ]
 
 FEATURES = ("j1_pt", "j1_eta", "j1_m", "j2_pt", "j2_eta", "j2_phi", "j2_m")
@@ -88,6 +96,25 @@ def dijet_mass(jets: dict[str, np.ndarray]) -> np.ndarray:
     j1 = vector.array({f: jets[f"j1_{f}"] for f in ("pt", "eta", "phi", "mass")})
     j2 = vector.array({f: jets[f"j2_{f}"] for f in ("pt", "eta", "phi", "mass")})
     return np.asarray((j1 + j2).mass)
+
+
+def feature_mjj(x: np.ndarray) -> np.ndarray:
+    """mjj (GeV) of (n, 7) feature rows (invariant under the phi rotation and eta flip)."""
+    pt1, eta1, m1, pt2, eta2, dphi, m2 = (x[:, i] for i in range(7))
+    e1 = np.sqrt(m1**2 + (pt1 * np.cosh(eta1)) ** 2)
+    e2 = np.sqrt(m2**2 + (pt2 * np.cosh(eta2)) ** 2)
+    px, py = pt1 + pt2 * np.cos(dphi), pt2 * np.sin(dphi)
+    pz = pt1 * np.sinh(eta1) + pt2 * np.sinh(eta2)
+    return np.sqrt(np.maximum((e1 + e2) ** 2 - px**2 - py**2 - pz**2, 0.0))
+
+
+def tail_weights(x: np.ndarray, tail_power: float) -> np.ndarray:
+    """Importance weights mjj^-k of events drawn from the tail-enhanced density, mean 1."""
+    if tail_power == 0.0 or len(x) == 0:
+        return np.ones(len(x))
+    log_w = -tail_power * np.log(np.maximum(feature_mjj(x), 1.0))
+    w = np.exp(log_w - log_w.max())
+    return w / w.mean()
 
 
 def to_features(j1: dict[str, np.ndarray], j2: dict[str, np.ndarray]) -> np.ndarray:
@@ -211,22 +238,28 @@ class DijetGANConfig:
     # saved generator is the average, which damps the GAN's oscillations (our addition).
     ema_decay: float = 0.999
     scale_margin: float = 1.0  # the paper's [-1, 1]; < 1 lets the tanh output extrapolate
+    tail_power: float = 0.0  # minibatches drawn ~ mjj^k, generated events weighted by mjj^-k (0: the paper)
 
 
-def chi2_per_feature(reference: np.ndarray, candidate: np.ndarray, bins: int = 40) -> dict[str, float]:
+def chi2_per_feature(
+    reference: np.ndarray, candidate: np.ndarray, bins: int = 40, candidate_weights: np.ndarray | None = None
+) -> dict[str, float]:
     """chi2/ndf between the normalised histograms of each feature (the paper's figure of
-    merit); bins span the reference's 0.5-99.5% range, both samples' statistical errors."""
+    merit); bins span the reference's 0.5-99.5% range, both samples' statistical errors
+    (sums of squared weights for a weighted candidate)."""
     out = {}
+    w = np.ones(len(candidate)) if candidate_weights is None else np.asarray(candidate_weights, dtype=np.float64)
     for i, name in enumerate(FEATURES):
         lo, hi = np.percentile(reference[:, i], [0.5, 99.5])
         edges = np.linspace(lo, hi, bins + 1)
         r, _ = np.histogram(reference[:, i], edges)
-        c, _ = np.histogram(candidate[:, i], edges)
+        c, _ = np.histogram(candidate[:, i], edges, weights=w)
+        c2, _ = np.histogram(candidate[:, i], edges, weights=w**2)
         # normalise to the sample sizes (a generator whose output misses the range scores badly)
-        nr, nc = max(len(reference), 1), max(len(candidate), 1)
+        nr, nc = max(len(reference), 1), max(float(w.sum()), 1e-300)
         ok = (r + c) > 0
         pr, pc = r / nr, c / nc
-        var = r / nr**2 + c / nc**2
+        var = r / nr**2 + c2 / nc**2
         out[name] = float(np.sum((pr - pc)[ok] ** 2 / var[ok]) / max(ok.sum() - 1, 1))
     return out
 
@@ -248,6 +281,14 @@ class DijetGAN:
                 z = torch.rand(min(batch, n - start), LATENT, generator=gen)
                 out.append(self.generator(z).numpy())
         return self.scaler.inverse(np.concatenate(out) if out else np.zeros((0, 7)))
+
+    @property
+    def tail_power(self) -> float:
+        return float(self.metadata.get("tail_power", self.metadata.get("config", {}).get("tail_power", 0.0)))
+
+    def weights(self, features: np.ndarray) -> np.ndarray:
+        """Per-event weights (mean 1) of generated ``features``: 1 unless trained tail-enhanced."""
+        return tail_weights(features, self.tail_power)
 
     def sample(self, n: int, seed: int = 0) -> dict[str, np.ndarray]:
         """n events as pT-ordered jets ``j1_pt``, ``j1_eta``, ``j1_phi``, ``j1_mass``, ``j2_*``."""
@@ -285,6 +326,10 @@ def train_dijet_gan(
     both = np.concatenate([features, flipped])
     scaler = FeatureScaler.fit(both, config.scale_margin)
     data = torch.tensor(scaler.transform(both), dtype=torch.float32)
+    # tail enhancement: draw real events ~ mjj^k (uniformly for k = 0, the paper); mjj^+k is
+    # tail_weights with the power negated
+    draw_p = None if config.tail_power == 0.0 else tail_weights(both, -config.tail_power)
+    draw_p = None if draw_p is None else draw_p / draw_p.sum()
     G, D = Generator(config.width), Discriminator(config.width)
     ema = copy.deepcopy(G) if config.ema_decay > 0 else G
     opt_g = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas)
@@ -294,7 +339,8 @@ def train_dijet_gan(
     history: list[dict[str, float]] = []
     best_state, best_score = None, np.inf
     for step in range(1, config.iterations + 1):
-        real = data[torch.from_numpy(rng.integers(0, len(data), config.batch_size))]
+        rows = rng.integers(0, len(data), config.batch_size) if draw_p is None else rng.choice(len(data), config.batch_size, p=draw_p)
+        real = data[torch.from_numpy(rows)]
         fake = G(torch.rand(config.batch_size, LATENT))
         loss_d = bce(D(real), ones) + bce(D(fake.detach()), zeros)
         opt_d.zero_grad()
@@ -311,8 +357,9 @@ def train_dijet_gan(
                 for b_ema, b in zip(ema.buffers(), G.buffers()):
                     b_ema.copy_(b)
         if validation is not None and (step % config.eval_every == 0 or step == config.iterations):
-            model = DijetGAN(ema, scaler)
-            chi2 = chi2_per_feature(validation, model.sample_features(len(validation), seed=step))
+            model = DijetGAN(ema, scaler, {"tail_power": config.tail_power})
+            gen = model.sample_features(max(len(validation), int(len(validation) * (1 + config.tail_power))), seed=step)
+            chi2 = chi2_per_feature(validation, gen, candidate_weights=model.weights(gen))
             ema.train()
             score = float(np.mean(list(chi2.values())))
             entry = {"iteration": step, "loss_d": loss_d.item(), "loss_g": loss_g.item(), "mean_chi2": score, **chi2}
@@ -325,4 +372,4 @@ def train_dijet_gan(
             on_step(step, {"loss_d": loss_d.item(), "loss_g": loss_g.item()})
     if best_state is not None:
         ema.load_state_dict(best_state)
-    return DijetGAN(ema, scaler), history
+    return DijetGAN(ema, scaler, {"tail_power": config.tail_power}), history

@@ -13,7 +13,9 @@ from hepfastsim.models.dijet_gan import (
     FeatureScaler,
     chi2_per_feature,
     dijet_mass,
+    feature_mjj,
     from_features,
+    tail_weights,
     to_features,
     train_dijet_gan,
 )
@@ -88,3 +90,47 @@ def test_generate_cli_writes_nanoaod_like_dijets(tmp_path) -> None:
     assert np.all(events.Jet_pt[:, 0] >= events.Jet_pt[:, 1])
     with pytest.raises(SystemExit):
         main(["dijet-gan", "generate", "--events", "10", "--out", str(tmp_path / "x.root")])  # --model missing
+
+
+def test_feature_mjj_is_the_dijet_mass() -> None:
+    x = to_features(*_toy(1000))
+    np.testing.assert_allclose(feature_mjj(x), dijet_mass(from_features(x, np.random.default_rng(3))), rtol=1e-9)
+
+
+def test_tail_weights_restore_the_physical_spectrum() -> None:
+    """Events drawn ~ mjj^k (as tail-enhanced training draws them), weighted by tail_weights,
+    give back the physical mjj histogram; unweighted they over-populate the tail."""
+    physical = to_features(*_toy(200_000, seed=4))
+    k = 5.0
+    p = tail_weights(physical, -k)
+    rows = np.random.default_rng(5).choice(len(physical), 200_000, p=p / p.sum())
+    enhanced = physical[rows]
+    w = tail_weights(enhanced, k)
+    assert abs(w.mean() - 1.0) < 1e-12
+    edges = np.quantile(feature_mjj(physical), [0, 0.5, 0.9, 0.99, 0.999])
+    ref, _ = np.histogram(feature_mjj(physical), edges)
+    raw, _ = np.histogram(feature_mjj(enhanced), edges)
+    got, _ = np.histogram(feature_mjj(enhanced), edges, weights=w)
+    err = np.sqrt(np.histogram(feature_mjj(enhanced), edges, weights=w**2)[0])
+    assert raw[-1] > 3 * ref[-1]  # the enhanced sample has many more tail events
+    assert np.all(np.abs(got - ref) < 5 * err + 5 * np.sqrt(ref))
+    chi2 = chi2_per_feature(physical[:20000], enhanced[:40000], candidate_weights=w[:40000])
+    assert all(v < 3.0 for v in chi2.values())
+    assert np.all(tail_weights(physical[:10], 0.0) == 1.0)
+
+
+def test_tail_enhanced_generation_writes_weights(tmp_path) -> None:
+    torch.set_num_threads(1)
+    x = to_features(*_toy(600))
+    gan, history = train_dijet_gan(x, DijetGANConfig(iterations=20, eval_every=10, tail_power=4.0), validation=x[:200])
+    assert gan.tail_power == 4.0 and len(history) == 2
+    gan.metadata = {"selection": {"min_pt": 0.0, "max_abs_eta": 10.0}, "config": {"tail_power": 4.0}}
+    gan.save(tmp_path / "gan.safetensors")
+    out = tmp_path / "gan.root"
+    assert main(["dijet-gan", "generate", "--model", str(tmp_path / "gan.safetensors"), "--events", "1000", "--seed", "2",
+                 "--out", str(out)]) == 0
+    events = uproot.open(out)["Events"].arrays()
+    expected = DijetGAN.load(tmp_path / "gan.safetensors")
+    features = expected.sample_features(1000, seed=2)
+    np.testing.assert_allclose(np.asarray(events.genWeight), expected.weights(features), rtol=1e-6)
+    assert np.std(np.asarray(events.genWeight)) > 0
