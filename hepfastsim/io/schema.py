@@ -13,6 +13,7 @@ __all__ = [
     "OVERSAMPLE_WEIGHT_BRANCH",
     "counter_name",
     "collection_branches",
+    "extra_collection_name",
 ]
 
 #: Default name of the fast-simulated reco jet collection (``nFastJet``, ``FastJet_pt``, ...).
@@ -26,6 +27,15 @@ OVERSAMPLE_WEIGHT_BRANCH = "FastSim_weight"
 def counter_name(collection: str) -> str:
     """NanoAOD counter branch of a collection: ``FastJet`` -> ``nFastJet``."""
     return f"n{collection}"
+
+
+def extra_collection_name(template: str, collection: str) -> str:
+    """Name of a simulator's extra collection (see ``Simulator.extra_collections``) next to the
+    jet collection ``collection``: ``{prefix}PFCands`` -> ``FastPFCands`` and
+    ``{collection}PFCands`` -> ``FastJetPFCands`` for ``FastJet`` (PFNano's ``PFCands`` and
+    ``JetPFCands`` next to ``Jet``)."""
+    prefix = collection[: -len("Jet")] if collection.endswith("Jet") and collection != "Jet" else collection
+    return template.format(collection=collection, prefix=prefix)
 
 
 def collection_branches(

@@ -1,0 +1,135 @@
+"""``hepfastsim train particle-vae``: the constituent-level VAE of seed 003 (and our set variant).
+
+Examples::
+
+    hepfastsim train particle-vae --data qcd_part*.root --out my_vae --architecture set --threads 1
+    hepfastsim train particle-vae --data qcd_part*.root --cache pairs.npz --out paper_vae --architecture conv
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+__all__ = ["add_kind"]
+
+
+def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    k = kinds.add_parser(
+        "particle-vae",
+        help="constituent-level VAE (seed 003): gen constituents -> reco constituents",
+        description="Train the particle VAE on files with GenJet_*, Jet_{pt,eta,phi,mass,genJetIdx}, GenCands_*, "
+        "GenJetCands_*, PFCands_*, JetPFCands_*. Pairs are the matched reco jets with constituent-sum pT above "
+        "--pt-min (the paper's extended phase space, 130 GeV). Writes MODEL.safetensors and MODEL.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    k.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training ROOT files")
+    k.add_argument("--out", required=True, metavar="MODEL", help="output path (MODEL.safetensors + MODEL.json)")
+    k.add_argument("--architecture", choices=("conv", "set"), default="set",
+                   help="conv: the paper's 3x50 convolutional VAE; set: masked set VAE without padding ghosts")
+    k.add_argument("--posterior", choices=("gen", "reco"), default="gen",
+                   help="set only: gen = the paper's scheme (z from the gen-jet encoder); reco = conditional VAE "
+                   "(z ~ q(z|reco, gen) in training, N(0,1) at inference)")
+    k.add_argument("--cache", metavar="NPZ", default=None,
+                   help="read the paired constituents from this .npz if it exists, else build and write it")
+    k.add_argument("--pt-min", type=float, default=130.0, help="reco jet pT threshold of the training pairs, GeV")
+    k.add_argument("--eta-max", type=float, default=2.5, help="reco jet |eta| limit of the training pairs")
+    k.add_argument("--epochs", type=int, default=20)
+    k.add_argument("--batch-size", type=int, default=256)
+    k.add_argument("--learning-rate", type=float, default=1e-3)
+    k.add_argument("--beta", type=float, default=1.0 / 9.0, help="KL weight (paper: 1/9)")
+    k.add_argument("--alpha-m", type=float, default=1.0, help="jet-mass term weight (paper: 1)")
+    k.add_argument("--alpha-pt", type=float, default=0.1, help="jet-pT term weight (paper: 0.1)")
+    k.add_argument("--holdout", type=float, default=0.1, help="fraction of events held out for the loss")
+    k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
+    k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
+    k.add_argument("--half", action="store_true", help="store the weights as float16")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    k.add_argument("--tree", default="Events")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    k.set_defaults(func=run)
+    return k
+
+
+def retrain_command(args: argparse.Namespace) -> str:
+    parts = ["hepfastsim", "train", "particle-vae", "--data", *args.data, "--out", args.out,
+             "--architecture", args.architecture, "--posterior", args.posterior, "--pt-min", str(args.pt_min), "--eta-max", str(args.eta_max),
+             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+             "--learning-rate", str(args.learning_rate), "--beta", str(args.beta), "--alpha-m", str(args.alpha_m),
+             "--alpha-pt", str(args.alpha_pt), "--holdout", str(args.holdout), "--seed", str(args.seed)]
+    for flag, value in (("--max-events", args.max_events), ("--max-minutes", args.max_minutes),
+                        ("--threads", args.threads)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.half:
+        parts.append("--half")
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.models.particle_vae import VAEConfig, n_parameters, save_model
+    from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, train_vae
+
+    if args.epochs < 1:
+        raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
+    if not 0.0 < args.holdout < 1.0:
+        raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    if not 0.0 <= args.beta <= 1.0:
+        raise HepfastsimError(f"--beta must be in [0, 1], got {args.beta}")
+    base = Path(args.out)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
+        if p.exists() and not args.overwrite:
+            raise OutputError(str(p), "it exists (use --overwrite)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console, disable=args.quiet) as progress:
+        tasks: dict[str, int] = {}
+        if args.cache is not None and Path(args.cache).exists():
+            data = PairData.load(args.cache)
+        else:
+            def on_read(path: str, n: int, total: int) -> None:
+                if path not in tasks:
+                    tasks[path] = progress.add_task(f"reading {Path(path).name}", total=total, info="")
+                progress.advance(tasks[path], n)
+
+            data = load_pairs(args.data, pt_min=args.pt_min, eta_max=args.eta_max, max_events=args.max_events,
+                              tree=args.tree, on_progress=on_read)
+            if args.cache is not None:
+                data.save(args.cache)
+
+        def on_step(step: int, steps: int, train: float, held: float, parts: dict[str, float]) -> None:
+            if "train" not in tasks:
+                tasks["train"] = progress.add_task(f"training {args.architecture}", total=steps, info="")
+            progress.update(tasks["train"], completed=step, info=f"loss {train:.3f} / held-out {held:.3f}")
+            if args.quiet:
+                console.print(f"step {step}/{steps} loss {train:.4f} held-out {held:.4f} "
+                              + " ".join(f"{k} {v:.4g}" for k, v in parts.items()))
+
+        cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta, alpha_m=args.alpha_m, alpha_pt=args.alpha_pt)
+        tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                           holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
+        model = train_vae(data, cfg, tcfg, on_epoch=on_step)
+    model.metadata["training"]["data"] = [str(p) for p in args.data]
+    model.metadata["training"]["phase_space"] = {"reco_jet_pt_min_gev": args.pt_min, "reco_jet_abs_eta_max": args.eta_max}
+    model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)
+    model.metadata["retrain_command"] = retrain_command(args)
+    weights, meta = save_model(model, base, half=args.half)
+    out = Console()
+    out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "
+              f"{weights.stat().st_size / 1e6:.2f} MB; {model.metadata['training']['jets']:,} training jets, "
+              f"best held-out loss {model.metadata['training']['best_held_out_loss']:.4f}")
+    return 0

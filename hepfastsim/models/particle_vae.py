@@ -1,0 +1,478 @@
+"""Particle-level jet VAE (seed 003, Touranakou et al., arXiv:2203.00520) and a set variant.
+
+Both map the list of generator-level constituents of a jet to the list after detector and
+reconstruction. The encoder reads the gen jet; at inference ``z = mu + sigma * eps`` with
+``eps`` from the per-event keys (the paper samples from the encoder's posterior of the gen
+jet), and the decoder returns the reco constituents.
+
+``conv`` (the paper, Sec. 4): a single-channel 3 x 50 table of standardised (px, py, pz)
+of the 50 leading constituents, zero-padded; Conv2d 32 (3x5), max-pool (1x2), 64 (1x5),
+max-pool, 128 (1x5), dense 640 and 150, 20-d latent; mirrored decoder with bilinear
+upsampling before the last two transposed convolutions; leaky ReLU 0.1, dropout 0.2.
+
+``set`` (our variant, answering the paper's diagnosis that zero-padding ghosts spoil the
+momentum flows): constituents as a masked set in the gen jet frame
+(log pT/pT_jet, Delta eta, Delta phi); a permutation-invariant masked encoder
+(per-particle MLP + masked mean/max pooling, DeepSets); a DeepSets permutation-equivariant
+decoder whose output slot i starts from gen particle i (learned empty slots beyond the gen
+multiplicity) plus the latent, so each reco particle is a smeared image of a gen particle;
+and a predicted reco multiplicity: only the first ``n`` slots are real particles, so there
+are no ghosts. Chamfer distances are masked to real particles on both sides.
+
+Loss (paper eq. 1): ``beta * KL + (1 - beta) * (Chamfer + alpha_m (m - m_hat)^2 +
+alpha_pT (pT - pT_hat)^2)``, with jet pT and mass computed from the output constituents
+(massless) in units of :data:`JET_SCALE_GEV`; the set variant adds the multiplicity
+cross-entropy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "N_MAX",
+    "JET_SCALE_GEV",
+    "VAEConfig",
+    "Standardiser",
+    "LoadedVAE",
+    "build_model",
+    "chamfer",
+    "to_cartesian",
+    "to_polar",
+    "encode_conv",
+    "encode_set",
+    "decode_conv",
+    "decode_set",
+    "save_model",
+    "load_model",
+]
+
+#: Constituents kept per jet (paper: the 50 leading in pT).
+N_MAX = 50
+#: Jet pT and mass enter the loss divided by this (GeV), so the terms are O(1).
+JET_SCALE_GEV = 100.0
+#: Half-width (rad) by which Delta eta / Delta phi are divided in the set representation.
+ANGLE_SCALE = 0.2
+
+Architecture = Literal["conv", "set"]
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture and loss weights (paper defaults; ``set_*`` only used by ``set``)."""
+
+    architecture: Architecture = "conv"
+    latent: int = 20
+    dropout: float = 0.2
+    slope: float = 0.1
+    beta: float = 1.0 / 9.0
+    alpha_m: float = 1.0
+    alpha_pt: float = 0.1
+    n_max: int = N_MAX
+    set_width: int = 64
+    set_layers: int = 2
+    # set variant only: "gen" = the paper's scheme (z from the encoder of the gen jet, also at
+    # inference); "reco" = conditional VAE: at training z ~ q(z | reco jet, gen jet), at
+    # inference z ~ N(0, 1), so z carries the detector fluctuations and not the gen jet
+    posterior: Literal["gen", "reco"] = "gen"
+    multiplicity_weight: float = 0.05
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Standardiser:
+    """Per-feature mean and standard deviation (paper: "feature-dependent standardization")."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardiser:
+        """``x``: (n_particles, n_features) of real (not padded) particles."""
+        return cls(tuple(float(v) for v in x.mean(axis=0)), tuple(float(v) for v in np.maximum(x.std(axis=0), 1e-6)))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return (x - np.asarray(self.mean, x.dtype)) / np.asarray(self.std, x.dtype)
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        return x * np.asarray(self.std, x.dtype) + np.asarray(self.mean, x.dtype)
+
+
+# ----------------------------------------------------------------------------- features
+def to_cartesian(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """(px, py, pz) in GeV of massless particles, stacked on a new last axis."""
+    return np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], axis=-1)
+
+
+def to_polar(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pt, eta, phi) of (..., 3) momenta (px, py, pz) in GeV; eta is +-inf-safe (pt = 0 -> 0)."""
+    px, py, pz = p[..., 0], p[..., 1], p[..., 2]
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), 0.0)
+    return pt, eta, np.arctan2(py, px)
+
+
+def _wrap(dphi: np.ndarray) -> np.ndarray:
+    return (dphi + np.pi) % (2 * np.pi) - np.pi
+
+
+def set_features(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray,
+                 jet_phi: np.ndarray) -> np.ndarray:
+    """Set representation (..., 3): log(pT / pT_jet), Delta eta / 0.2, Delta phi / 0.2 (wrapped).
+
+    ``pt, eta, phi``: (n_jets, n) constituents; ``jet_*``: (n_jets,) axis of the gen jet.
+    Padded entries (pt = 0) get 0 features (they are masked).
+    """
+    real = pt > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lpt = np.where(real, np.log(np.where(real, pt, 1.0) / jet_pt[:, None]), 0.0)
+    deta = np.where(real, (eta - jet_eta[:, None]) / ANGLE_SCALE, 0.0)
+    dphi = np.where(real, _wrap(phi - jet_phi[:, None]) / ANGLE_SCALE, 0.0)
+    return np.stack([lpt, deta, dphi], axis=-1).astype(np.float32)
+
+
+def set_to_polar(f: np.ndarray, jet_pt: np.ndarray, jet_eta: np.ndarray, jet_phi: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`set_features` for (n_jets, n, 3) features -> (pt GeV, eta, phi rad)."""
+    pt = np.exp(np.clip(f[..., 0], -30.0, 5.0)) * jet_pt[:, None]
+    eta = f[..., 1] * ANGLE_SCALE + jet_eta[:, None]
+    phi = _wrap(f[..., 2] * ANGLE_SCALE + jet_phi[:, None])
+    return pt, eta, phi
+
+
+# ----------------------------------------------------------------------------- torch model
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def chamfer(a: Any, b: Any, mask_a: Any = None, mask_b: Any = None) -> Any:
+    """Chamfer distance (paper eq. 2) per jet: sum_i min_j |a_i - b_j|^2 + sum_j min_i |a_i - b_j|^2.
+
+    ``a``: (B, n, F) target, ``b``: (B, m, F) output; optional boolean masks (B, n) / (B, m)
+    select real particles (the set variant); a jet with no real particle on one side gets 0.
+    Returns a (B,) tensor.
+    """
+    torch = _torch()
+    d = ((a[:, :, None, :] - b[:, None, :, :]) ** 2).sum(-1)  # (B, n, m)
+    if mask_a is None and mask_b is None:
+        return d.min(2).values.sum(1) + d.min(1).values.sum(1)
+    big = torch.finfo(d.dtype).max / 4
+    ma = mask_a if mask_a is not None else torch.ones(d.shape[:2], dtype=torch.bool, device=d.device)
+    mb = mask_b if mask_b is not None else torch.ones((d.shape[0], d.shape[2]), dtype=torch.bool, device=d.device)
+    d = d.masked_fill(~mb[:, None, :], big).masked_fill(~ma[:, :, None], big)
+    to_b = d.min(2).values
+    to_a = d.min(1).values
+    ok = (ma.any(1) & mb.any(1)).to(d.dtype)
+    return ((to_b * ma).sum(1) + (to_a * mb).sum(1)) * ok
+
+
+def jet_pt_mass(px: Any, py: Any, pz: Any, weight: Any = None) -> tuple[Any, Any]:
+    """Jet pT and mass (same units as the inputs) of massless constituents, torch (B, n) -> (B,)."""
+    torch = _torch()
+    e = torch.sqrt(px * px + py * py + pz * pz + 1e-12)
+    if weight is not None:
+        px, py, pz, e = px * weight, py * weight, pz * weight, e * weight
+    sx, sy, sz, se = px.sum(1), py.sum(1), pz.sum(1), e.sum(1)
+    pt = torch.sqrt(sx * sx + sy * sy + 1e-12)
+    m2 = se * se - sx * sx - sy * sy - sz * sz
+    return pt, torch.sqrt(torch.clamp(m2, min=0.0) + 1e-8)
+
+
+def _conv_module(cfg: VAEConfig) -> Any:
+    torch = _torch()
+    nn = torch.nn
+    n = cfg.n_max
+    w1, w2 = n // 2, n // 4  # widths after the two poolings (50 -> 25 -> 12)
+    act = lambda: nn.LeakyReLU(cfg.slope)  # noqa: E731
+
+    class ConvVAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.Sequential(
+                nn.Conv2d(1, 32, (3, 5), padding=(1, 2)), act(), nn.MaxPool2d((1, 2), stride=(1, 2)),
+                nn.Conv2d(32, 64, (1, 5), padding=(0, 2)), act(), nn.MaxPool2d((1, 2), stride=(1, 2)),
+                nn.Conv2d(64, 128, (1, 5), padding=(0, 2)), act(), nn.Flatten(),
+                nn.Linear(128 * 3 * w2, 640), act(), nn.Dropout(cfg.dropout),
+                nn.Linear(640, 150), act(),
+            )
+            self.mu = nn.Linear(150, cfg.latent)
+            self.logvar = nn.Linear(150, cfg.latent)
+            self.dec_dense = nn.Sequential(
+                nn.Linear(cfg.latent, 150), act(), nn.Dropout(cfg.dropout),
+                nn.Linear(150, 640), act(), nn.Dropout(cfg.dropout),
+                nn.Linear(640, 128 * 3 * w2), act(),
+            )
+            self.dec_conv = nn.Sequential(
+                nn.ConvTranspose2d(128, 64, (1, 5), padding=(0, 2)), act(),
+                nn.Upsample(size=(3, w1), mode="bilinear", align_corners=False),
+                nn.ConvTranspose2d(64, 32, (1, 5), padding=(0, 2)), act(),
+                nn.Upsample(size=(3, n), mode="bilinear", align_corners=False),
+                nn.ConvTranspose2d(32, 1, (3, 5), padding=(1, 2)),
+            )
+            self.w2 = w2
+
+        def encode(self, x: Any) -> tuple[Any, Any]:
+            """``x``: (B, 50, 3) standardised (px, py, pz) -> mu, logvar (B, latent)."""
+            h = self.enc(x.transpose(1, 2)[:, None])
+            return self.mu(h), self.logvar(h)
+
+        def decode(self, z: Any) -> Any:
+            """(B, latent) -> (B, 50, 3) standardised (px, py, pz)."""
+            h = self.dec_dense(z).view(-1, 128, 3, self.w2)
+            return self.dec_conv(h)[:, 0].transpose(1, 2)
+
+    return ConvVAE()
+
+
+def _set_module(cfg: VAEConfig) -> Any:
+    torch = _torch()
+    nn = torch.nn
+    d = cfg.set_width
+    act = lambda: nn.LeakyReLU(cfg.slope)  # noqa: E731
+
+    def masked_pool(e: Any, mask: Any) -> Any:
+        """Masked mean and max over the particle axis: (B, n, d) -> (B, 2d)."""
+        m = mask[..., None].to(e.dtype)
+        mean = (e * m).sum(1) / m.sum(1).clamp(min=1.0)
+        mx = e.masked_fill(~mask[..., None], -1e4).max(1).values
+        return torch.cat([mean, torch.where(mask.any(1, keepdim=True), mx, torch.zeros_like(mx))], 1)
+
+    class Equivariant(nn.Module):
+        """DeepSets permutation-equivariant layer: h_i -> act(A h_i + B mean_j h_j) + h_i."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(d, d)
+            self.b = nn.Linear(d, d, bias=False)
+            self.act = act()
+
+        def forward(self, h: Any, mask: Any) -> Any:
+            m = mask[..., None].to(h.dtype)
+            mean = (h * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1.0)
+            return h + self.act(self.a(h) + self.b(mean))
+
+    class SetVAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.phi = nn.Sequential(nn.Linear(3, d), act(), nn.Linear(d, d), act())
+            # pooled (mean, max) + gen jet context (log pT, eta, log m, log n)
+            self.rho = nn.Sequential(nn.Linear(2 * d + 4, 150), act(), nn.Dropout(cfg.dropout), nn.Linear(150, 150), act())
+            self.mu = nn.Linear(150, cfg.latent)
+            self.logvar = nn.Linear(150, cfg.latent)
+            self.lat = nn.Sequential(nn.Linear(cfg.latent + 4, d), act())
+            self.empty = nn.Parameter(torch.zeros(cfg.n_max, d))  # slots beyond the gen multiplicity
+            self.inp = nn.Linear(2 * d, d)
+            self.layers = nn.ModuleList([Equivariant() for _ in range(cfg.set_layers)])
+            self.out = nn.Sequential(act(), nn.Linear(d, 3))
+            self.mult = nn.Sequential(nn.Linear(cfg.latent + 4 + 2 * d, 150), act(), nn.Linear(150, cfg.n_max + 1))
+            if cfg.posterior == "reco":
+                self.phi_r = nn.Sequential(nn.Linear(3, d), act(), nn.Linear(d, d), act())
+                self.rho_r = nn.Sequential(nn.Linear(4 * d + 4, 150), act(), nn.Linear(150, 150), act())
+                self.mu_r = nn.Linear(150, cfg.latent)
+                self.logvar_r = nn.Linear(150, cfg.latent)
+
+        def encode_reco(self, y: Any, mask: Any, ctx: Any, pooled_gen: Any) -> tuple[Any, Any]:
+            """Posterior q(z | reco set ``y`` (B, n, 3) with ``mask``, gen jet) -> mu, logvar."""
+            e = self.phi_r(y) * mask[..., None].to(y.dtype)
+            h = self.rho_r(torch.cat([masked_pool(e, mask), pooled_gen, ctx], 1))
+            return self.mu_r(h), self.logvar_r(h)
+
+        def encode(self, x: Any, mask: Any, ctx: Any) -> tuple[Any, Any, Any, Any]:
+            """``x`` (B, n, 3) set features, ``mask`` (B, n) real, ``ctx`` (B, 4) -> mu, logvar, embeddings, pooled."""
+            e = self.phi(x) * mask[..., None].to(x.dtype)
+            pooled = masked_pool(e, mask)
+            h = self.rho(torch.cat([pooled, ctx], 1))
+            return self.mu(h), self.logvar(h), e, pooled
+
+        def decode(self, z: Any, ctx: Any, mem: Any, mask: Any, pooled: Any) -> tuple[Any, Any]:
+            """Slot i starts from gen particle i (or a learned empty slot); -> slot features
+            (B, n_max, 3) and multiplicity logits (B, n_max + 1)."""
+            g = self.lat(torch.cat([z, ctx], 1))
+            e = torch.where(mask[..., None], mem, self.empty[None, : mem.shape[1]])
+            h = self.inp(torch.cat([e, g[:, None].expand(-1, e.shape[1], -1)], 2))
+            live = torch.ones_like(mask)
+            for layer in self.layers:
+                h = layer(h, live)
+            return self.out(h), self.mult(torch.cat([z, ctx, pooled], 1))
+
+    return SetVAE()
+
+
+def build_model(cfg: VAEConfig = VAEConfig()) -> Any:
+    """A fresh torch module of ``cfg.architecture``."""
+    if cfg.architecture == "conv":
+        return _conv_module(cfg)
+    if cfg.architecture == "set":
+        return _set_module(cfg)
+    raise ValueError(f"expected architecture 'conv' or 'set', got {cfg.architecture!r}")
+
+
+def set_context(jet_pt: np.ndarray, jet_eta: np.ndarray, jet_mass: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(n_jets, 4) gen-jet context of the set variant: log(pT/100 GeV), eta, log(m/10 GeV), log n."""
+    return np.stack([
+        np.log(np.maximum(jet_pt, 1e-3) / 100.0), jet_eta, np.log(np.maximum(jet_mass, 0.1) / 10.0),
+        np.log(np.maximum(n, 1.0)),
+    ], axis=1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- persistence
+@dataclass
+class LoadedVAE:
+    """A model with everything inference needs: torch module, config, standardiser, metadata."""
+
+    module: Any
+    config: VAEConfig
+    standardiser: Standardiser
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _base(path: str | Path) -> Path:
+    p = Path(path)
+    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+
+
+def save_model(model: LoadedVAE, path: str | Path, half: bool = False) -> tuple[Path, Path]:
+    """Write ``path.safetensors`` (weights, float16 with ``half``) and ``path.json`` (config, scaler, metadata)."""
+    from safetensors.torch import save_file
+
+    base = _base(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous()
+               for k, v in model.module.state_dict().items()}
+    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    save_file(tensors, str(st))
+    meta = {"format": "hepfastsim.particle_vae/1", "config": asdict(model.config),
+            "standardiser": asdict(model.standardiser), **model.metadata}
+    js.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
+    return st, js
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def load_model(path: str | Path) -> LoadedVAE:
+    """Read a model written by :func:`save_model` (safetensors + JSON; no pickle)."""
+    from safetensors.torch import load_file
+
+    from hepfastsim.errors import ModelError
+
+    base = _base(path)
+    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
+    for p in (st, js):
+        if not p.exists():
+            raise ModelError(f"particle-VAE weights {str(p)!r} not found (train with 'hepfastsim train particle-vae')")
+    meta = json.loads(js.read_text())
+    if meta.get("format") != "hepfastsim.particle_vae/1":
+        raise ModelError(f"{str(js)!r}: expected format 'hepfastsim.particle_vae/1', got {meta.get('format')!r}")
+    cfg = VAEConfig.from_dict(meta["config"])
+    module = build_model(cfg)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(st)).items()}
+    module.load_state_dict(state)
+    module.eval()
+    std = Standardiser(tuple(meta["standardiser"]["mean"]), tuple(meta["standardiser"]["std"]))
+    rest = {k: v for k, v in meta.items() if k not in ("format", "config", "standardiser")}
+    return LoadedVAE(module, cfg, std, rest)
+
+
+def n_parameters(module: Any) -> int:
+    return int(sum(p.numel() for p in module.parameters()))
+
+
+# ----------------------------------------------------------------------------- inference
+def _batches(n: int, size: int) -> Any:
+    for s in range(0, n, size):
+        yield s, min(n, s + size)
+
+
+def decode_conv(model: LoadedVAE, gen_p: np.ndarray, eps: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """Reco (px, py, pz) in GeV (n_jets, 50, 3) from gen (px, py, pz) (n_jets, 50, 3), zero-padded.
+
+    ``eps``: (n_jets, latent) standard normals; ``z = mu + exp(logvar / 2) * eps``.
+    """
+    torch = _torch()
+    std = model.standardiser
+    x = std.forward(gen_p.astype(np.float32))
+    out = np.empty_like(x)
+    with torch.inference_mode():
+        for s, e in _batches(len(x), batch):
+            mu, logvar = model.module.encode(torch.from_numpy(x[s:e]))
+            z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps[s:e].astype(np.float32))
+            out[s:e] = model.module.decode(z).numpy()
+    return std.inverse(out)
+
+
+def encode_conv(model: LoadedVAE, gen_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder mean and log-variance (n_jets, latent) of gen (px, py, pz) (n_jets, 50, 3)."""
+    torch = _torch()
+    with torch.inference_mode():
+        mu, logvar = model.module.encode(torch.from_numpy(model.standardiser.forward(gen_p.astype(np.float32))))
+    return mu.numpy(), logvar.numpy()
+
+
+def encode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    torch = _torch()
+    with torch.inference_mode():
+        mu, logvar, _, _ = model.module.encode(torch.from_numpy(model.standardiser.forward(feats)),
+                                               torch.from_numpy(mask), torch.from_numpy(ctx))
+    return mu.numpy(), logvar.numpy()
+
+
+def decode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.ndarray, eps: np.ndarray,
+               u_mult: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Reco set features (n_jets, n_max, 3) (unstandardised, see :func:`set_features`) and the
+    multiplicity (n_jets,) drawn by inverse CDF from ``u_mult`` (uniforms in (0, 1)).
+
+    ``z = mu + sigma * eps`` from the gen encoder, or ``z = eps`` for ``posterior="reco"``."""
+    torch = _torch()
+    std = model.standardiser
+    x = std.forward(feats.astype(np.float32))
+    out = np.empty_like(x)
+    n_out = np.empty(len(x), np.int64)
+    with torch.inference_mode():
+        for s, e in _batches(len(x), batch):
+            m = torch.from_numpy(mask[s:e])
+            c = torch.from_numpy(ctx[s:e])
+            mu, logvar, mem, pooled = model.module.encode(torch.from_numpy(x[s:e]), m, c)
+            noise = torch.from_numpy(eps[s:e].astype(np.float32))
+            z = noise if model.config.posterior == "reco" else mu + torch.exp(0.5 * logvar) * noise
+            f, logits = model.module.decode(z, c, mem, m, pooled)
+            out[s:e] = f.numpy()
+            cdf = torch.cumsum(torch.softmax(logits.double(), 1), 1).numpy()
+            n_out[s:e] = np.sum(cdf < u_mult[s:e, None], axis=1)
+    return std.inverse(out), np.minimum(n_out, model.config.n_max)
+
+
+def kl_divergence(mu: Any, logvar: Any) -> Any:
+    """KL(N(mu, sigma) || N(0, 1)) per jet, summed over the latent dimensions."""
+    return -0.5 * (1 + logvar - mu * mu - logvar.exp()).sum(1)
+
+
+def symmetric_kl(p: np.ndarray, q: np.ndarray, bins: int = 50) -> float:
+    """Symmetrised KL divergence KL(P||Q) + KL(Q||P) of two samples, as seed 003 (Sec. 6): both
+    rescaled with the min/max of ``q`` (the prediction) into [0, 1], histogrammed in ``bins``
+    bins on [0, 1]; empty bins get 1e-10 probability."""
+    p, q = np.asarray(p, np.float64), np.asarray(q, np.float64)
+    lo, hi = np.min(q), np.max(q)
+    scale = hi - lo if hi > lo else 1.0
+    hp, _ = np.histogram((p - lo) / scale, bins=bins, range=(0.0, 1.0))
+    hq, _ = np.histogram((q - lo) / scale, bins=bins, range=(0.0, 1.0))
+    pp = np.maximum(hp / max(hp.sum(), 1), 1e-10)
+    qq = np.maximum(hq / max(hq.sum(), 1), 1e-10)
+    return float(np.sum(pp * np.log(pp / qq)) + np.sum(qq * np.log(qq / pp)))
+

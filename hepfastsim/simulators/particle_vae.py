@@ -1,0 +1,230 @@
+"""The particle VAE fast simulation (seed 003): gen constituents -> reco constituents -> reco jets.
+
+Per event, every gen jet inside the model's input phase space (pT > ``gen_pt_min``,
+|eta| < ``gen_eta_max``, at least one constituent) goes through the VAE:
+
+1. its 50 leading gen constituents are encoded, ``z = mu + sigma * eps`` with ``eps`` from
+   ``normals(domain=DOMAIN_LATENT)`` (one stream per latent dimension, indexed by the gen
+   jet's position in the event), and decoded into at most 50 reco constituents (the ``set``
+   variant draws its multiplicity by inverse CDF from ``uniforms(domain=DOMAIN_MULTIPLICITY)``);
+2. the paper's acceptance is applied after inference (seed 003, Sec. 5): constituents with
+   pT > ``cand_pt_min`` (0.25 GeV) and |eta| < ``cand_eta_max`` (3.2), then jets (the
+   four-vector sum of the accepted constituents, massless) with pT > ``jet_pt_min``
+   (200 GeV) and |eta| < ``jet_eta_max`` (2.5);
+3. jet observables (pT, eta, phi, mass, N-subjettiness, pTD, Flow_1..4, ...) come from
+   :func:`hepfastsim.jets.observables.jet_observables` on the accepted constituents.
+
+Jets are sorted by decreasing pT; ``genJetIdx`` points to the gen jet. The constituents are
+written as ``{prefix}PFCands_{pt,eta,phi,mass}`` and linked by
+``{collection}PFCands_{jetIdx,pFCandsIdx}`` (PFNano's ``JetPFCands`` -> ``PFCands``). No
+pileup-only jets are produced (the model maps gen jets; pileup jets above 200 GeV are rare).
+Torch calls always see blocks of exactly :data:`_BLOCK` rows, so the output does not depend
+on the chunking.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import awkward as ak
+import numpy as np
+
+from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.simulators.base import GenEvents, Simulator, register
+
+__all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents"]
+
+_DATA = Path(__file__).resolve().parents[1] / "models" / "data"
+#: Shipped weights per architecture (``.safetensors`` + ``.json``); ``None`` = best measured.
+DEFAULT_WEIGHTS: dict[str, Path] = {"set": _DATA / "particle_vae_set", "conv": _DATA / "particle_vae_conv"}
+DEFAULT_ARCHITECTURE = "set"
+WEIGHTS_ENV = "HEPFASTSIM_PARTICLE_VAE_WEIGHTS"
+
+DOMAIN_LATENT = 301
+DOMAIN_MULTIPLICITY = 302
+_BLOCK = 256  # rows of every torch call (padded), so results do not depend on the chunking
+
+
+def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(array, axis=1)), dtype=dtype)
+
+
+def _blocks(x: np.ndarray) -> np.ndarray:
+    n = len(x)
+    out = np.zeros(((n + _BLOCK - 1) // _BLOCK * _BLOCK,) + x.shape[1:], dtype=x.dtype)
+    out[:n] = x
+    return out
+
+
+def simulate_constituents(model: Any, gen_pt: np.ndarray, gen_eta: np.ndarray, gen_phi: np.ndarray,
+                          gen_n: np.ndarray, jet: dict[str, np.ndarray], eps: np.ndarray, u_mult: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reco constituents (pt GeV, eta, phi rad), each (n_jets, 50), pt = 0 for no particle.
+
+    ``gen_*``: (n_jets, 50) padded gen constituents sorted by decreasing pT; ``gen_n`` their
+    full counts; ``jet``: gen jet ``pt``, ``eta``, ``phi``, ``mass`` (n_jets,); ``eps``
+    (n_jets, latent) normals; ``u_mult`` (n_jets,) uniforms (set variant only).
+    """
+    from hepfastsim.models import particle_vae as pv
+
+    n = len(gen_pt)
+    if model.config.architecture == "conv":
+        p = pv.to_cartesian(gen_pt, gen_eta, gen_phi).astype(np.float32)
+        out = pv.decode_conv(model, _blocks(p), _blocks(eps), batch=_BLOCK)[:n]
+        return pv.to_polar(out.astype(np.float64))
+    feats = pv.set_features(gen_pt, gen_eta, gen_phi, jet["pt"], jet["eta"], jet["phi"])
+    ctx = pv.set_context(jet["pt"], jet["eta"], jet["mass"], gen_n)
+    f, n_out = pv.decode_set(model, _blocks(feats), _blocks(gen_pt > 0), _blocks(ctx), _blocks(eps),
+                             _blocks(u_mult), batch=_BLOCK)
+    f, n_out = f[:n].astype(np.float64), n_out[:n]
+    pt, eta, phi = pv.set_to_polar(f, jet["pt"].astype(np.float64), jet["eta"].astype(np.float64),
+                                   jet["phi"].astype(np.float64))
+    pt = np.where(np.arange(pt.shape[1])[None, :] < n_out[:, None], pt, 0.0)
+    return pt, eta, phi
+
+
+@dataclass
+class ParticleVAESimulator(Simulator):
+    """Particle VAE of seed 003 (see the module docstring).
+
+    ``architecture``: ``"set"`` (our masked set variant, the default: better measured
+    momentum flows) or ``"conv"`` (the paper's); ``weights``: a model written by ``hepfastsim
+    train particle-vae`` (overrides ``architecture``), else ``$HEPFASTSIM_PARTICLE_VAE_WEIGHTS``
+    or the shipped weights of ``architecture``.
+    """
+
+    weights: str | os.PathLike[str] | None = None
+    architecture: Literal["set", "conv"] | None = None
+    gen_pt_min: float = 130.0
+    gen_eta_max: float = 2.7
+    cand_pt_min: float = 0.25
+    cand_eta_max: float = 3.2
+    jet_pt_min: float = 200.0
+    jet_eta_max: float = 2.5
+    _model: Any = field(default=None, init=False, repr=False, compare=False)
+
+    name: ClassVar[str] = "particle-vae"
+    needs_constituents: ClassVar[bool] = True
+    output_fields: ClassVar[dict[str, np.dtype]] = {
+        "pt": np.dtype(np.float32),
+        "eta": np.dtype(np.float32),
+        "phi": np.dtype(np.float32),
+        "mass": np.dtype(np.float32),
+        "genJetIdx": np.dtype(np.int32),
+        "nConstituents": np.dtype(np.int32),
+        "tau21": np.dtype(np.float32),
+        "tau32": np.dtype(np.float32),
+        "ptd": np.dtype(np.float32),
+        "flow1": np.dtype(np.float32),
+        "flow2": np.dtype(np.float32),
+        "flow3": np.dtype(np.float32),
+        "flow4": np.dtype(np.float32),
+    }
+    extra_collections: ClassVar[dict[str, dict[str, np.dtype]]] = {
+        "{prefix}PFCands": {f: np.dtype(np.float32) for f in ("pt", "eta", "phi", "mass")},
+        "{collection}PFCands": {"jetIdx": np.dtype(np.int32), "pFCandsIdx": np.dtype(np.int32)},
+    }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = None
+        return state
+
+    @property
+    def weights_path(self) -> Path:
+        if self.weights is not None:
+            return Path(self.weights)
+        if self.architecture is None and WEIGHTS_ENV in os.environ:
+            return Path(os.environ[WEIGHTS_ENV])
+        return DEFAULT_WEIGHTS[self.architecture or DEFAULT_ARCHITECTURE]
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            import torch
+
+            from hepfastsim.models.particle_vae import load_model
+
+            torch.set_grad_enabled(False)
+            self._model = load_model(self.weights_path)
+        return self._model
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        return self.simulate_with_extras(events)[0]
+
+    def simulate_with_extras(self, events: GenEvents) -> tuple[ak.Array, dict[str, ak.Array]]:
+        from hepfastsim.errors import ModelError
+        from hepfastsim.jets.observables import ObservablesConfig, jet_observables
+        from hepfastsim.models.particle_vae import N_MAX
+        from hepfastsim.models.particle_vae_train import padded_constituents
+
+        if events.constituents is None:
+            raise ModelError("the particle-vae model needs gen constituents (GenEvents.constituents)")
+        m = self.model
+        jets = events.jets
+        n_events = len(events)
+        counts = ak.to_numpy(ak.num(jets, axis=1)).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        event_of_jet = np.repeat(np.arange(n_events), counts)
+        local_idx = np.arange(offsets[-1]) - offsets[event_of_jet]
+        gpt, geta, gphi, gmass = (_flat(jets[f]) for f in ("pt", "eta", "phi", "mass"))
+        cands = ak.flatten(events.constituents, axis=1)
+        n_cands = ak.to_numpy(ak.num(cands, axis=1)).astype(np.int64)
+        with np.errstate(invalid="ignore"):
+            sel = np.flatnonzero(np.isfinite(gpt) & np.isfinite(geta) & np.isfinite(gphi) & (gpt > self.gen_pt_min)
+                                 & (np.abs(geta) < self.gen_eta_max) & (n_cands > 0))
+        eps = normals(events.keys, offsets, m.config.latent, domain=DOMAIN_LATENT)[sel]
+        u_mult = uniforms(events.keys, offsets, 1, domain=DOMAIN_MULTIPLICITY)[sel, 0]
+        if len(sel):
+            cpt, ceta, cphi, cn = padded_constituents(cands[sel], N_MAX)
+            jet = {"pt": gpt[sel], "eta": geta[sel], "phi": gphi[sel], "mass": gmass[sel]}
+            pt, eta, phi = simulate_constituents(m, cpt, ceta, cphi, cn, jet, eps, u_mult)
+        else:
+            pt = eta = phi = np.zeros((0, N_MAX))
+        # acceptance after inference (paper Sec. 5), constituents sorted by decreasing pT per jet
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(pt) & np.isfinite(eta) & (pt > self.cand_pt_min) & (np.abs(eta) < self.cand_eta_max)
+        order = np.argsort(np.where(ok, -pt, np.inf), axis=1, kind="stable")
+        pt, eta, phi, ok = (np.take_along_axis(a, order, 1) for a in (pt, eta, phi, ok))
+        n_ok = ok.sum(1)
+        w = np.where(ok, pt, 0.0)
+        sx, sy, sz = (w * np.cos(phi)).sum(1), (w * np.sin(phi)).sum(1), (w * np.sinh(np.where(ok, eta, 0.0))).sum(1)
+        jpt = np.hypot(sx, sy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            jeta = np.arcsinh(sz / np.where(jpt > 0, jpt, 1.0))
+            keep = (n_ok > 0) & (jpt > self.jet_pt_min) & (np.abs(jeta) < self.jet_eta_max)
+        k = np.flatnonzero(keep)
+        ev = event_of_jet[sel][k]
+        order_j = np.lexsort((-jpt[k], ev))
+        k, ev = k[order_j], ev[order_j]
+        out_counts = np.bincount(ev, minlength=n_events)
+        n_per_kept = n_ok[k]
+        c_pt, c_eta, c_phi = pt[k][ok[k]], eta[k][ok[k]], phi[k][ok[k]]  # kept jets' constituents, in order
+        obs = jet_observables(ak.unflatten(ak.zip({"pt": c_pt, "eta": c_eta, "phi": c_phi}), n_per_kept),
+                              ObservablesConfig(flow_jet_radius=0.4, n_flows=4))
+        cols = {"pt": obs.pt, "eta": obs.eta, "phi": obs.phi, "mass": obs.mass, "nConstituents": n_per_kept,
+                "tau21": obs.tau21, "tau32": obs.tau32, "ptd": obs.ptd,
+                **{f"flow{i}": obs[f"flow{i}"] for i in range(1, 5)}}
+        cols = {name: np.asarray(v) for name, v in cols.items()}
+        cols["genJetIdx"] = local_idx[sel][k]
+        record = {f: cols[f].astype(dt) for f, dt in self.output_fields.items()}
+        reco = ak.unflatten(ak.zip(record), out_counts)
+
+        # PFNano links: jet index within the event's output jets, candidate index within the event
+        per_event_cands = np.bincount(ev, weights=n_per_kept, minlength=n_events).astype(np.int64)
+        ev_cand_off = np.concatenate([[0], np.cumsum(per_event_cands)])
+        jet_off = np.concatenate([[0], np.cumsum(out_counts)])
+        jet_idx_local = np.repeat(np.arange(len(k)) - jet_off[ev], n_per_kept)
+        cand_idx_local = np.arange(len(c_pt)) - ev_cand_off[np.repeat(ev, n_per_kept)]
+        pf = ak.unflatten(ak.zip({"pt": c_pt.astype(np.float32), "eta": c_eta.astype(np.float32),
+                                  "phi": c_phi.astype(np.float32), "mass": np.zeros(len(c_pt), np.float32)}),
+                          per_event_cands)
+        links = ak.unflatten(ak.zip({"jetIdx": jet_idx_local.astype(np.int32),
+                                     "pFCandsIdx": cand_idx_local.astype(np.int32)}), per_event_cands)
+        return reco, {"{prefix}PFCands": pf, "{collection}PFCands": links}
+
+
+register("particle-vae")(ParticleVAESimulator)

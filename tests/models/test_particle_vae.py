@@ -1,0 +1,176 @@
+"""Particle VAE (seed 003): losses against hand-worked cases, architecture shapes, paired data,
+save/load without pickle, a training step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hepfastsim.errors import ModelError
+from hepfastsim.models.particle_vae import (
+    N_MAX,
+    LoadedVAE,
+    Standardiser,
+    VAEConfig,
+    build_model,
+    chamfer,
+    jet_pt_mass,
+    load_model,
+    save_model,
+    set_features,
+    set_to_polar,
+    symmetric_kl,
+    to_cartesian,
+    to_polar,
+)
+from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, train_vae
+
+SMALL = Path(__file__).resolve().parents[2] / "examples" / "qcd_small.root"
+
+
+@pytest.fixture(scope="module")
+def pairs() -> PairData:
+    return load_pairs([str(SMALL)], pt_min=30.0)
+
+
+def test_chamfer_identical_sets_is_zero_and_permutation_invariant() -> None:
+    a = torch.randn(3, 7, 3)
+    assert torch.allclose(chamfer(a, a), torch.zeros(3))
+    perm = a[:, torch.randperm(7)]
+    assert torch.allclose(chamfer(a, perm), torch.zeros(3), atol=1e-6)
+    b = torch.randn(3, 7, 3)
+    assert torch.allclose(chamfer(a, b), chamfer(b, a))
+
+
+def test_chamfer_small_case_by_hand() -> None:
+    # target {(0,0), (1,0)}, output {(0,0), (0,2)}:
+    # target -> output: 0 + min(1, 1 + 4) = 1; output -> target: 0 + min(4, 1 + 4) = 4
+    a = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]])
+    b = torch.tensor([[[0.0, 0.0], [0.0, 2.0]]])
+    assert chamfer(a, b).item() == pytest.approx(5.0)
+    # masks: a padded ghost at (9, 9) in the target and the output is ignored
+    a_pad = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [9.0, 9.0]]])
+    b_pad = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [9.0, 9.0]]])
+    ma = torch.tensor([[True, True, False]])
+    assert chamfer(a_pad, b_pad, ma, ma).item() == pytest.approx(5.0)
+    # ... whereas unmasked it pairs with itself and changes nothing, and a lone ghost costs
+    assert chamfer(a_pad, b).item() > 5.0
+
+
+def test_jet_pt_mass_back_to_back_photons() -> None:
+    # two massless 50 GeV particles along +x and +y: pT = 50 sqrt(2), m^2 = 2 E1 E2 (1 - cos 90) = 5000
+    px = torch.tensor([[50.0, 0.0]])
+    py = torch.tensor([[0.0, 50.0]])
+    pz = torch.zeros(1, 2)
+    pt, m = jet_pt_mass(px, py, pz)
+    assert pt.item() == pytest.approx(50 * np.sqrt(2), rel=1e-5)
+    assert m.item() == pytest.approx(np.sqrt(5000.0), rel=1e-4)
+    pt_w, m_w = jet_pt_mass(px, py, pz, weight=torch.tensor([[1.0, 0.0]]))
+    assert pt_w.item() == pytest.approx(50.0, rel=1e-5) and m_w.item() == pytest.approx(0.0, abs=1e-3)
+
+
+def test_cartesian_and_set_features_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    pt, eta, phi = rng.uniform(1, 100, (4, 5)), rng.uniform(-2, 2, (4, 5)), rng.uniform(-np.pi, np.pi, (4, 5))
+    p2, e2, f2 = to_polar(to_cartesian(pt, eta, phi))
+    np.testing.assert_allclose(p2, pt, rtol=1e-12)
+    np.testing.assert_allclose(e2, eta, atol=1e-12)
+    np.testing.assert_allclose(np.cos(f2 - phi), 1.0, atol=1e-12)
+    jpt, jeta, jphi = np.full(4, 300.0), eta[:, 0], phi[:, 0]
+    f = set_features(pt, eta, phi, jpt, jeta, jphi).astype(np.float64)
+    p3, e3, f3 = set_to_polar(f, jpt, jeta, jphi)
+    np.testing.assert_allclose(p3, pt, rtol=1e-5)
+    np.testing.assert_allclose(e3, eta, atol=1e-5)
+    np.testing.assert_allclose(np.cos(f3 - phi), 1.0, atol=1e-8)
+
+
+def test_symmetric_kl() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=20000)
+    assert symmetric_kl(a, a) == pytest.approx(0.0, abs=1e-12)
+    near, far = symmetric_kl(rng.normal(size=20000), a), symmetric_kl(rng.normal(0.5, 1, 20000), a)
+    assert 0 < near < far
+
+
+def test_conv_architecture_is_the_papers() -> None:
+    m = build_model(VAEConfig(architecture="conv"))
+    convs = [mod for mod in m.enc if isinstance(mod, torch.nn.Conv2d)]
+    assert [tuple(c.weight.shape) for c in convs] == [(32, 1, 3, 5), (64, 32, 1, 5), (128, 64, 1, 5)]
+    dense = [mod for mod in m.enc if isinstance(mod, torch.nn.Linear)]
+    assert [d.out_features for d in dense] == [640, 150] and m.mu.out_features == 20
+    assert sum(isinstance(mod, torch.nn.ConvTranspose2d) for mod in m.dec_conv) == 3
+    assert sum(isinstance(mod, torch.nn.Upsample) for mod in m.dec_conv) == 2
+    m.eval()
+    x = torch.randn(5, N_MAX, 3)
+    mu, logvar = m.encode(x)
+    assert mu.shape == logvar.shape == (5, 20)
+    assert m.decode(mu).shape == (5, N_MAX, 3)
+
+
+def test_set_variant_is_permutation_invariant_in_the_encoder() -> None:
+    torch.manual_seed(0)
+    m = build_model(VAEConfig(architecture="set"))
+    m.eval()
+    x = torch.randn(2, N_MAX, 3)
+    mask = torch.zeros(2, N_MAX, dtype=torch.bool)
+    mask[0, :10], mask[1, :3] = True, True
+    ctx = torch.randn(2, 4)
+    mu, _, mem, pooled = m.encode(x, mask, ctx)
+    perm = torch.cat([torch.randperm(10), torch.arange(10, N_MAX)])
+    mu_p, _, _, _ = m.encode(x[:, perm], mask[:, perm], ctx)
+    torch.testing.assert_close(mu, mu_p, rtol=1e-5, atol=1e-5)
+    # padded entries do not matter at all (no ghosts): change them, same latent
+    x2 = x.clone()
+    x2[~mask] = 100.0
+    torch.testing.assert_close(m.encode(x2, mask, ctx)[0], mu)
+    f, logits = m.decode(mu, ctx, mem, mask, pooled)
+    assert f.shape == (2, N_MAX, 3) and logits.shape == (2, N_MAX + 1)
+
+
+def test_pairs_from_pfnano_links(pairs: PairData) -> None:
+    import uproot
+
+    assert len(pairs) > 20
+    assert pairs.gen_pt.shape == (len(pairs), N_MAX)
+    # sorted by decreasing pT, zero-padded, counts consistent with the padding
+    assert np.all(np.diff(pairs.reco_pt, axis=1) <= 0) and np.all(np.diff(pairs.gen_pt, axis=1) <= 0)
+    np.testing.assert_array_equal((pairs.reco_pt > 0).sum(1), np.minimum(pairs.reco_n, N_MAX))
+    assert np.all(pairs.recojet_pt > 30.0) and np.all(np.abs(pairs.recojet_eta) < 2.5)
+    # the gen jet is the one Jet_genJetIdx points to: check the first pair against the file
+    t = uproot.open(SMALL)["Events"].arrays(["GenJet_pt", "Jet_genJetIdx"], entry_stop=int(pairs.event[0]) + 1)
+    ev = int(pairs.event[0])
+    assert pairs.genjet_pt[0] in set(np.asarray(t.GenJet_pt[ev])[np.asarray(t.Jet_genJetIdx[ev])].tolist())
+    # reco and gen jets agree roughly: constituent-sum pT within a factor 2
+    assert 0.5 < np.median(pairs.recojet_pt / pairs.genjet_pt) < 1.5
+
+
+@pytest.mark.parametrize("arch", ["conv", "set"])
+def test_training_steps_and_save_load_without_pickle(arch: str, pairs: PairData, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = VAEConfig(architecture=arch)
+    few = pairs.subset(np.arange(40))
+    model = train_vae(few, cfg, TrainConfig(epochs=1, batch_size=8, holdout_fraction=0.3, eval_every=1))
+    hist = model.metadata["training"]["history"]
+    assert hist and all(np.isfinite(h["held_out"]) for h in hist)
+    st, js = save_model(model, tmp_path / "vae")
+    assert not st.read_bytes().startswith(b"\x80")  # not a pickle
+    meta = json.loads(js.read_text())
+    assert meta["format"] == "hepfastsim.particle_vae/1" and meta["config"]["architecture"] == arch
+    loaded = load_model(tmp_path / "vae.safetensors")
+    for k, v in model.module.state_dict().items():
+        torch.testing.assert_close(loaded.module.state_dict()[k], v)
+    assert loaded.standardiser == model.standardiser
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="vae.safetensors"):
+        load_model(tmp_path / "vae")
+    m = LoadedVAE(build_model(VAEConfig(architecture="set")), VAEConfig(architecture="set"), Standardiser((0.0,) * 3, (1.0,) * 3))
+    save_model(m, tmp_path / "vae")
+    (tmp_path / "vae.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ModelError, match="expected format"):
+        load_model(tmp_path / "vae")

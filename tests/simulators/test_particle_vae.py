@@ -1,0 +1,133 @@
+"""The particle-VAE simulator through convert: FastPFCands + PFNano links that rebuild the
+jets, the seed-003 acceptance after inference, chunk and oversampling independence, and
+``validate --level particles``."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import uproot
+
+from hepfastsim.cli.main import main
+from hepfastsim.convert import ConvertConfig, convert
+from hepfastsim.errors import HepfastsimError
+from hepfastsim.models.particle_vae import LoadedVAE, VAEConfig, build_model, save_model
+from hepfastsim.models.particle_vae_train import fit_standardiser, load_pairs
+from hepfastsim.simulators.particle_vae import ParticleVAESimulator
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "qcd_small.root"
+LOW = {"gen_pt_min": 20.0, "jet_pt_min": 15.0}  # thresholds low enough for an untrained model
+
+
+@pytest.fixture(scope="module", params=["set", "conv"])
+def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained (random) model with a standardiser fitted on the example file."""
+    torch.manual_seed(3)
+    cfg = VAEConfig(architecture=request.param)
+    pairs = load_pairs([str(EXAMPLE)], pt_min=30.0)
+    model = LoadedVAE(build_model(cfg).eval(), cfg, fit_standardiser(pairs, cfg))
+    base = tmp_path_factory.mktemp("vae") / f"vae_{request.param}"
+    save_model(model, base)
+    return base
+
+
+@pytest.fixture(scope="module")
+def converted(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "out.root"
+    convert(EXAMPLE, out, ConvertConfig(model="particle-vae", seed=5), simulator=ParticleVAESimulator(weights, **LOW))
+    return out
+
+
+def _read(path: Path) -> ak.Array:
+    return uproot.open(path)["Events"].arrays(filter_name=["nFast*", "FastJet_*", "FastPFCands_*", "FastJetPFCands_*",
+                                                           "GenJet_pt"])
+
+
+def test_links_rebuild_the_jets(converted: Path) -> None:
+    a = _read(converted)
+    assert ak.sum(a.nFastJet) > 50
+    assert ak.all(a.nFastPFCands == ak.num(a.FastPFCands_pt)) and ak.all(a.nFastJetPFCands == a.nFastPFCands)
+    # every link points inside its event's collections
+    assert ak.all(a.FastJetPFCands_jetIdx < a.nFastJet) and ak.all(a.FastJetPFCands_pFCandsIdx < a.nFastPFCands)
+    # four-vector sums over the links, in float64, against the written jets
+    c = {f: ak.values_astype(a[f"FastPFCands_{f}"], np.float64)[a.FastJetPFCands_pFCandsIdx] for f in
+         ("pt", "eta", "phi", "mass")}
+    pt, eta, phi, mass = (ak.to_numpy(ak.flatten(c[f])) for f in ("pt", "eta", "phi", "mass"))
+    jet_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(a.nFastJet))])
+    n_links = ak.to_numpy(ak.num(a.FastJetPFCands_jetIdx))
+    jet = np.repeat(jet_offsets[:-1], n_links) + ak.to_numpy(ak.flatten(a.FastJetPFCands_jetIdx))
+    comps = (pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2))
+    sx, sy, sz, se = (np.bincount(jet, weights=v, minlength=jet_offsets[-1]) for v in comps)
+    np.testing.assert_allclose(np.hypot(sx, sy), ak.to_numpy(ak.flatten(a.FastJet_pt)), rtol=1e-4)
+    # (float32-rounded constituents: the mass of near-collinear ones is known to ~0.1 GeV)
+    np.testing.assert_allclose(np.sqrt(np.maximum(se**2 - sx**2 - sy**2 - sz**2, 0)),
+                               ak.to_numpy(ak.flatten(a.FastJet_mass)), rtol=1e-3, atol=0.1)
+    np.testing.assert_array_equal(np.bincount(jet, minlength=jet_offsets[-1]),
+                                  ak.to_numpy(ak.flatten(a.FastJet_nConstituents)))
+    # jets sorted by decreasing pT, linked to a gen jet
+    assert ak.all(a.FastJet_pt[:, :-1] >= a.FastJet_pt[:, 1:])
+    assert ak.all((a.FastJet_genJetIdx >= 0) & (a.FastJet_genJetIdx < ak.num(a.GenJet_pt)))
+
+
+def test_acceptance_cuts_after_inference(converted: Path) -> None:
+    a = _read(converted)
+    sim = ParticleVAESimulator(**LOW)
+    assert ak.all(a.FastPFCands_pt > sim.cand_pt_min) and ak.all(abs(a.FastPFCands_eta) < sim.cand_eta_max)
+    assert ak.all(a.FastJet_pt > sim.jet_pt_min) and ak.all(abs(a.FastJet_eta) < sim.jet_eta_max)
+    # Flow_n: scalar pT in annuli / jet pT, so their sum is at most (scalar pT sum / jet pT)
+    flows = sum(a[f"FastJet_flow{i}"] for i in range(1, 5))
+    scalar = ak.Array([[float(np.sum(np.asarray(a.FastPFCands_pt[e])[np.asarray(a.FastJetPFCands_pFCandsIdx[e])][
+        np.asarray(a.FastJetPFCands_jetIdx[e]) == j])) for j in range(a.nFastJet[e])] for e in range(len(a))])
+    assert ak.all(flows >= 0) and ak.all(flows <= scalar / a.FastJet_pt * (1 + 1e-4))
+
+
+def test_output_does_not_depend_on_chunking_and_oversampling(weights: Path, converted: Path, tmp_path: Path) -> None:
+    sim = ParticleVAESimulator(weights, **LOW)
+    out = tmp_path / "chunks.root"
+    convert(EXAMPLE, out, ConvertConfig(model="particle-vae", seed=5, chunk_size=23), simulator=sim)
+    a, b = _read(converted), _read(out)
+    for f in a.fields:
+        assert ak.all(a[f] == b[f]), f
+    over = tmp_path / "over.root"
+    convert(EXAMPLE, over, ConvertConfig(model="particle-vae", seed=5, oversample=2, chunk_size=50), simulator=sim)
+    c = _read(over)
+    for f in a.fields:  # draw 0 of each event is the plain conversion
+        assert ak.all(c[f][0::2] == a[f]), f
+    assert ak.to_list(c.FastPFCands_pt[1::2]) != ak.to_list(a.FastPFCands_pt)  # draw 1 differs
+
+
+def test_simulator_pickles_without_the_model(weights: Path) -> None:
+    sim = ParticleVAESimulator(weights, **LOW)
+    _ = sim.model
+    again = pickle.loads(pickle.dumps(sim))
+    assert again._model is None and again.weights == weights
+
+
+def test_collection_clash_is_refused(weights: Path, tmp_path: Path) -> None:
+    # with --collection Jet the candidate collection would be 'JetPFCands', as the links
+    with pytest.raises(HepfastsimError, match="collection"):
+        convert(EXAMPLE, tmp_path / "x.root", ConvertConfig(model="particle-vae", collection="Jet"),
+                simulator=ParticleVAESimulator(weights, **LOW))
+    assert not (tmp_path / "x.root").exists()
+
+
+def test_validate_particles_cli(weights: Path, converted: Path, tmp_path: Path) -> None:
+    if weights.name.endswith("conv"):
+        pytest.skip("one architecture is enough for the CLI")
+    out = tmp_path / "val"
+    rc = main(["validate", "--level", "particles", "--reference", str(EXAMPLE), "--candidate", f"vae={converted}",
+               "--out", str(out), "--threads", "1"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    entry = s["candidates"]["vae"]
+    for v in ("pt", "mass", "flow1", "flow4", "px", "pz"):
+        assert np.isfinite(entry["w1_ratio"][v]) and entry["symmetric_kl"][v] >= 0
+    assert 0.0 <= entry["classifier_auc"] <= 1.0
+    assert (out / "particles_flow1.png").stat().st_size > 1000
+    assert s["reference"]["jets"] > 0
