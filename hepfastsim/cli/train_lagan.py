@@ -41,7 +41,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> None:
     k.add_argument("--learning-rate", type=float, default=2e-4)
     k.add_argument("--max-minutes", type=float, default=30.0, help="wall-clock budget of the training")
     k.add_argument("--max-steps", type=int, default=10**9)
-    k.add_argument("--eval-every", type=float, default=180.0, help="seconds between score checks")
+    k.add_argument("--eval-every", type=float, default=240.0, help="seconds between score checks")
+    k.add_argument("--eval-images", type=int, default=1000, help="generated images per class at each check")
+    k.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in float32 (default: bfloat16 autocast)")
     k.add_argument("--cache-dir", default=None, help="keep the images of each input file here (npz)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -55,7 +57,10 @@ def _retrain_command(args: argparse.Namespace) -> str:
              "--w-select", *args.w_select, "--qcd-select", *args.qcd_select, "--out", args.out,
              "--architecture", args.architecture, "--dcgan-width", str(args.dcgan_width),
              "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate),
-             "--max-minutes", str(args.max_minutes), "--eval-every", str(args.eval_every), "--seed", str(args.seed)]
+             "--max-minutes", str(args.max_minutes), "--eval-every", str(args.eval_every),
+             "--eval-images", str(args.eval_images), "--seed", str(args.seed)]
+    if not args.bf16:
+        parts.append("--no-bf16")
     if args.max_steps != 10**9:
         parts += ["--max-steps", str(args.max_steps)]
     if args.threads is not None:
@@ -87,7 +92,7 @@ def run_lagan(args: argparse.Namespace) -> int:
     model_cfg = LaganConfig(architecture=args.architecture, dcgan_width=args.dcgan_width)
     cfg = GanTrainConfig(model=model_cfg, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          max_minutes=args.max_minutes, max_steps=args.max_steps, eval_every_s=args.eval_every,
-                         seed=args.seed)
+                         eval_images=args.eval_images, bf16=args.bf16, seed=args.seed)
 
     def progress(info: dict) -> None:
         console.print(f"step {info['step']:6d}  {info['elapsed_s'] / 60:5.1f} min  score {info['score']:.3f} "
