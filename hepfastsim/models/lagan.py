@@ -340,6 +340,15 @@ def _row_blocks(dense: torch.Tensor, out_rows: int, rows_per_block: int, in_rows
     return blocks
 
 
+def _fused_gather_indices() -> tuple[torch.Tensor, torch.Tensor]:
+    """``idx1``, ``idx2`` of :class:`FusedLaganGenerator`: they depend on the layer geometry only."""
+    lc1 = UpsampledLocallyConnected2d(64, 6, (14, 14), 5, padding=2)
+    lc2 = UpsampledLocallyConnected2d(6, 6, (28, 28), 3)
+    idx1 = _fold_upsample_lc(lc1, 7, torch.ones(64), torch.zeros(64))[0]
+    idx2 = _fold_upsample_lc(lc2, 14, torch.ones(6), torch.zeros(6))[0]
+    return idx1, idx2
+
+
 class FusedLaganGenerator(nn.Module):
     """Inference form of :class:`LaganGenerator` (identical function, eval mode).
 
@@ -516,6 +525,8 @@ class ImageGenerator:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for k, v in self.network.state_dict().items():
+            if k in ("idx1", "idx2") and isinstance(self.network, FusedLaganGenerator):
+                continue  # geometry only: rebuilt by load()
             v = v.detach().contiguous()
             if v.dtype == torch.long:
                 v = v.to(torch.int32)
@@ -548,6 +559,8 @@ class ImageGenerator:
                 t = f.get_tensor(k)
                 tensors[k] = t.long() if t.dtype in (torch.int32, torch.int64) else t.float()
         if meta.get("fused"):
+            if "idx1" not in tensors:
+                tensors["idx1"], tensors["idx2"] = _fused_gather_indices()
             net: nn.Module = FusedLaganGenerator(tensors, config, precision)
         else:
             if precision != "float32":

@@ -33,7 +33,8 @@ class GanTrainConfig:
     """Training settings; ``max_minutes`` bounds the wall time, ``max_steps`` the steps.
 
     ``bf16``: forward passes under CPU bfloat16 autocast (losses and weights stay float32);
-    ~1.7x faster steps on CPUs with AVX512-BF16.
+    ~1.7x faster steps on CPUs with AVX512-BF16. ``init_output_scale``: see
+    :func:`_match_output_scale`.
     """
 
     model: LaganConfig = field(default_factory=LaganConfig)
@@ -48,6 +49,7 @@ class GanTrainConfig:
     eval_every_s: float = 240.0
     eval_images: int = 1000
     bf16: bool = True
+    init_output_scale: bool = True
     seed: int = 0
 
 
@@ -65,6 +67,24 @@ def generate_with_network(net: torch.nn.Module, labels: np.ndarray, seed: int, c
         out.append(net(z, lab).float().reshape(-1, 25, 25).numpy() * config.pixel_scale)
     net.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 25, 25), np.float32)
+
+
+@torch.no_grad()
+def _match_output_scale(g_net: torch.nn.Module, data: dict[str, torch.Tensor], mcfg: LaganConfig,
+                        gen: torch.Generator) -> float:
+    """Data-dependent initialisation: scale the last (ReLU) layer so that the mean total
+    intensity of the first generated images equals that of the training images. With a
+    ReLU output this multiplies every image by the same factor; it spares the first
+    thousand steps of shrinking 600 bright pixels. Returns the factor."""
+    lab = torch.arange(256) % len(CLASSES)
+    out = g_net(torch.randn(256, mcfg.latent_dim, generator=gen), lab)
+    target = float(np.mean([float(data[c].sum(dim=(1, 2, 3)).mean()) for c in CLASSES]))
+    factor = target / max(float(out.sum(dim=(1, 2, 3)).mean()), 1e-12)
+    last = g_net.lc3 if hasattr(g_net, "lc3") else g_net.conv4
+    last.weight.mul_(factor)
+    if getattr(last, "bias", None) is not None:
+        last.bias.mul_(factor)
+    return factor
 
 
 def _flip(target: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
@@ -120,6 +140,8 @@ def train_lagan(
             on_progress({"step": step, **sc, "best": best[0], "elapsed_s": time.perf_counter() - start})
 
     g_net.train(), d_net.train()
+    init_scale = _match_output_scale(g_net, data, mcfg, gen) if config.init_output_scale else 1.0
+    history["init_output_scale"] = init_scale
     while step < config.max_steps and (time.perf_counter() - start) < 60.0 * config.max_minutes:
         # real batch, half of each class
         idx = {c: rng.integers(0, data[c].shape[0], half) for c in CLASSES}
