@@ -35,6 +35,8 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--posterior", choices=("gen", "reco"), default="gen",
                    help="set only: gen = the paper's scheme (z from the gen-jet encoder); reco = conditional VAE "
                    "(z ~ q(z|reco, gen) in training, N(0,1) at inference)")
+    k.add_argument("--residual", action="store_true",
+                   help="set only: slot i outputs gen particle i plus a learned correction")
     k.add_argument("--cache", metavar="NPZ", default=None,
                    help="read the paired constituents from this .npz if it exists, else build and write it")
     k.add_argument("--pt-min", type=float, default=130.0, help="reco jet pT threshold of the training pairs, GeV")
@@ -45,6 +47,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--beta", type=float, default=1.0 / 9.0, help="KL weight (paper: 1/9)")
     k.add_argument("--alpha-m", type=float, default=1.0, help="jet-mass term weight (paper: 1)")
     k.add_argument("--alpha-pt", type=float, default=0.1, help="jet-pT term weight (paper: 0.1)")
+    k.add_argument("--jet-scale", type=float, default=100.0,
+                   help="GeV unit of jet pT and mass in the loss (sets the size of the alpha terms against Chamfer)")
+    k.add_argument("--init", metavar="MODEL", default=None, help="start from this model's weights (same architecture)")
     k.add_argument("--holdout", type=float, default=0.1, help="fraction of events held out for the loss")
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
@@ -63,13 +68,15 @@ def retrain_command(args: argparse.Namespace) -> str:
              "--architecture", args.architecture, "--posterior", args.posterior, "--pt-min", str(args.pt_min), "--eta-max", str(args.eta_max),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
              "--learning-rate", str(args.learning_rate), "--beta", str(args.beta), "--alpha-m", str(args.alpha_m),
-             "--alpha-pt", str(args.alpha_pt), "--holdout", str(args.holdout), "--seed", str(args.seed)]
+             "--alpha-pt", str(args.alpha_pt), "--jet-scale", str(args.jet_scale), "--holdout", str(args.holdout), "--seed", str(args.seed)]
     for flag, value in (("--max-events", args.max_events), ("--max-minutes", args.max_minutes),
-                        ("--threads", args.threads)):
+                        ("--threads", args.threads), ("--init", args.init), ("--cache", args.cache)):
         if value is not None:
             parts += [flag, str(value)]
     if args.half:
         parts.append("--half")
+    if args.residual:
+        parts.append("--residual")
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -119,10 +126,23 @@ def run(args: argparse.Namespace) -> int:
                 console.print(f"step {step}/{steps} loss {train:.4f} held-out {held:.4f} "
                               + " ".join(f"{k} {v:.4g}" for k, v in parts.items()))
 
-        cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta, alpha_m=args.alpha_m, alpha_pt=args.alpha_pt)
+        cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta,
+                        alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, jet_scale_gev=args.jet_scale,
+                        residual=args.residual)
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
-        model = train_vae(data, cfg, tcfg, on_epoch=on_step)
+        init = None
+        if args.init is not None:
+            from hepfastsim.models.particle_vae import load_model
+
+            init = load_model(args.init)
+            if (init.config.architecture, init.config.posterior) != (cfg.architecture, cfg.posterior):
+                raise HepfastsimError(f"--init {args.init!r} is a {init.config.architecture}/{init.config.posterior} "
+                                      f"model, expected {cfg.architecture}/{cfg.posterior}")
+        model = train_vae(data, cfg, tcfg, on_epoch=on_step, init=init)
+        if init is not None:
+            model.metadata["training"]["init"] = {"model": args.init,
+                                                  "retrain_command": init.metadata.get("retrain_command")}
     model.metadata["training"]["data"] = [str(p) for p in args.data]
     model.metadata["training"]["phase_space"] = {"reco_jet_pt_min_gev": args.pt_min, "reco_jet_abs_eta_max": args.eta_max}
     model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)

@@ -21,8 +21,9 @@ are no ghosts. Chamfer distances are masked to real particles on both sides.
 
 Loss (paper eq. 1): ``beta * KL + (1 - beta) * (Chamfer + alpha_m (m - m_hat)^2 +
 alpha_pT (pT - pT_hat)^2)``, with jet pT and mass computed from the output constituents
-(massless) in units of :data:`JET_SCALE_GEV`; the set variant adds the multiplicity
-cross-entropy.
+(massless) in units of ``VAEConfig.jet_scale_gev`` (default :data:`JET_SCALE_GEV`; the paper
+chose its alphas so that the terms have similar magnitudes); the set variant adds the
+multiplicity cross-entropy.
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ class VAEConfig:
     # inference); "reco" = conditional VAE: at training z ~ q(z | reco jet, gen jet), at
     # inference z ~ N(0, 1), so z carries the detector fluctuations and not the gen jet
     posterior: Literal["gen", "reco"] = "gen"
+    # set variant only: slot i outputs gen particle i's features plus a learned correction
+    residual: bool = False
     multiplicity_weight: float = 0.05
+    jet_scale_gev: float = JET_SCALE_GEV  # jet pT and mass enter the loss in this unit (GeV)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
@@ -295,7 +299,7 @@ def _set_module(cfg: VAEConfig) -> Any:
             h = self.rho(torch.cat([pooled, ctx], 1))
             return self.mu(h), self.logvar(h), e, pooled
 
-        def decode(self, z: Any, ctx: Any, mem: Any, mask: Any, pooled: Any) -> tuple[Any, Any]:
+        def decode(self, z: Any, ctx: Any, mem: Any, mask: Any, pooled: Any, x: Any = None) -> tuple[Any, Any]:
             """Slot i starts from gen particle i (or a learned empty slot); -> slot features
             (B, n_max, 3) and multiplicity logits (B, n_max + 1)."""
             g = self.lat(torch.cat([z, ctx], 1))
@@ -304,7 +308,10 @@ def _set_module(cfg: VAEConfig) -> Any:
             live = torch.ones_like(mask)
             for layer in self.layers:
                 h = layer(h, live)
-            return self.out(h), self.mult(torch.cat([z, ctx, pooled], 1))
+            out = self.out(h)
+            if cfg.residual:  # x: the standardised gen features the slots start from
+                out = out + x * mask[..., None].to(x.dtype)
+            return out, self.mult(torch.cat([z, ctx, pooled], 1))
 
     return SetVAE()
 
@@ -451,7 +458,7 @@ def decode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.nd
             mu, logvar, mem, pooled = model.module.encode(torch.from_numpy(x[s:e]), m, c)
             noise = torch.from_numpy(eps[s:e].astype(np.float32))
             z = noise if model.config.posterior == "reco" else mu + torch.exp(0.5 * logvar) * noise
-            f, logits = model.module.decode(z, c, mem, m, pooled)
+            f, logits = model.module.decode(z, c, mem, m, pooled, torch.from_numpy(x[s:e]))
             out[s:e] = f.numpy()
             cdf = torch.cumsum(torch.softmax(logits.double(), 1), 1).numpy()
             n_out[s:e] = np.sum(cdf < u_mult[s:e, None], axis=1)

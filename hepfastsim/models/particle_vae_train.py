@@ -24,7 +24,6 @@ import numpy as np
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import iterate_chunks, jet_constituents, open_tree
 from hepfastsim.models.particle_vae import (
-    JET_SCALE_GEV,
     N_MAX,
     LoadedVAE,
     Standardiser,
@@ -224,8 +223,8 @@ def _loss_conv(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tupl
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
     out = module.decode(z)
     rec = chamfer(y, out)
-    p = (out * sd + mean) / JET_SCALE_GEV
-    t = b["y"] / JET_SCALE_GEV
+    p = (out * sd + mean) / cfg.jet_scale_gev
+    t = b["y"] / cfg.jet_scale_gev
     pt_hat, m_hat = jet_pt_mass(p[..., 0], p[..., 1], p[..., 2])
     pt, m = jet_pt_mass(t[..., 0], t[..., 1], t[..., 2])
     kl = kl_divergence(mu, logvar)
@@ -235,12 +234,12 @@ def _loss_conv(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tupl
     return loss.mean(), parts
 
 
-def _set_jet(f: Any, jet: Any, mask: Any) -> tuple[Any, Any]:
-    """Jet pT, mass (/ JET_SCALE_GEV) of unstandardised set features (B, n, 3) with mask."""
+def _set_jet(f: Any, jet: Any, mask: Any, scale: float) -> tuple[Any, Any]:
+    """Jet pT, mass (/ ``scale`` GeV) of unstandardised set features (B, n, 3) with mask."""
     torch = __import__("torch")
     from hepfastsim.models.particle_vae import ANGLE_SCALE
 
-    pt = torch.exp(torch.clamp(f[..., 0], max=5.0)) * jet[:, :1] / JET_SCALE_GEV
+    pt = torch.exp(torch.clamp(f[..., 0], max=5.0)) * jet[:, :1] / scale
     eta = f[..., 1] * ANGLE_SCALE + jet[:, 1:2]
     dphi = f[..., 2] * ANGLE_SCALE
     return jet_pt_mass(pt * torch.cos(dphi), pt * torch.sin(dphi), pt * torch.sinh(eta), weight=mask.to(f.dtype))
@@ -256,12 +255,12 @@ def _loss_set(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tuple
     if cfg.posterior == "reco":  # conditional VAE: posterior from the reco jet, N(0, 1) prior
         mu, logvar = module.encode_reco(y, my, b["ctx"], pooled)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    out, logits = module.decode(z, b["ctx"], mem, mx, pooled)
+    out, logits = module.decode(z, b["ctx"], mem, mx, pooled, x)
     n_true = my.sum(1)
     slot_mask = torch.arange(out.shape[1])[None] < n_true[:, None]  # teacher-forced multiplicity
     rec = chamfer(y, out, my, slot_mask)
-    pt_hat, m_hat = _set_jet(out * sd + mean, b["jet"], slot_mask)
-    pt, m = _set_jet(b["y"], b["jet"], my)
+    pt_hat, m_hat = _set_jet(out * sd + mean, b["jet"], slot_mask, cfg.jet_scale_gev)
+    pt, m = _set_jet(b["y"], b["jet"], my, cfg.jet_scale_gev)
     kl = kl_divergence(mu, logvar)
     lm, lpt = (m - m_hat) ** 2, (pt - pt_hat) ** 2
     ce = torch.nn.functional.cross_entropy(logits, n_true, reduction="none")
@@ -276,6 +275,7 @@ def train_vae(
     cfg: VAEConfig = VAEConfig(),
     train_cfg: TrainConfig = TrainConfig(),
     on_epoch: Callable[[int, int, float, float, dict[str, float]], None] | None = None,  # (step, steps, train, held, parts)
+    init: LoadedVAE | None = None,
 ) -> LoadedVAE:
     """Train on ``data`` (events split by a seeded draw into training / held-out); keep the best
     held-out epoch. Metadata records the per-epoch losses."""
@@ -289,10 +289,12 @@ def train_vae(
     train_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)[: train_cfg.max_holdout_jets]
     if len(train_idx) == 0 or len(held_idx) == 0:
         raise HepfastsimError(f"need jets for training and held-out sets, got {len(train_idx)} and {len(held_idx)}")
-    standardiser = fit_standardiser(data.subset(train_idx), cfg)
+    standardiser = init.standardiser if init is not None else fit_standardiser(data.subset(train_idx), cfg)
     feats = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _features(data, cfg).items()}
     std_t = (torch.tensor(standardiser.mean, dtype=torch.float32), torch.tensor(standardiser.std, dtype=torch.float32))
     module = build_model(cfg)
+    if init is not None:
+        module.load_state_dict(init.module.state_dict())
     loss_fn = _loss_conv if cfg.architecture == "conv" else _loss_set
     opt = torch.optim.Adam(module.parameters(), lr=train_cfg.learning_rate)
     steps_per_epoch = max(1, len(train_idx) // train_cfg.batch_size)

@@ -144,12 +144,16 @@ class ParticleVAESimulator(Simulator):
     @property
     def model(self) -> Any:
         if self._model is None:
-            import torch
-
+            from hepfastsim.errors import ModelError
             from hepfastsim.models.particle_vae import load_model
 
-            torch.set_grad_enabled(False)
-            self._model = load_model(self.weights_path)
+            path = self.weights_path
+            if path == DEFAULT_WEIGHTS["conv"] and not path.with_suffix(".safetensors").exists():
+                raise ModelError(
+                    "the paper's conv VAE (6.2M parameters, 25 MB) is not shipped; train it with 'hepfastsim train "
+                    "particle-vae --architecture conv --data FILES --out MODEL' and pass weights=MODEL "
+                    f"(or ${WEIGHTS_ENV}=MODEL)")
+            self._model = load_model(path)
         return self._model
 
     def simulate(self, events: GenEvents) -> ak.Array:

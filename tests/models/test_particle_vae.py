@@ -174,3 +174,32 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "vae.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ModelError, match="expected format"):
         load_model(tmp_path / "vae")
+
+
+def test_residual_set_decoder_starts_from_the_gen_particles() -> None:
+    m = build_model(VAEConfig(architecture="set", residual=True, posterior="reco"))
+    m.eval()
+    last = m.out[-1]
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    x = torch.randn(2, N_MAX, 3)
+    mask = torch.zeros(2, N_MAX, dtype=torch.bool)
+    mask[0, :5], mask[1, :12] = True, True
+    ctx = torch.randn(2, 4)
+    _, _, mem, pooled = m.encode(x, mask, ctx)
+    out, _ = m.decode(torch.randn(2, 20), ctx, mem, mask, pooled, x)
+    torch.testing.assert_close(out[mask], x[mask])  # zero correction: each slot is its gen particle
+    assert torch.all(out[~mask] == 0)
+    mu, logvar = m.encode_reco(x, mask, ctx, pooled)  # conditional-VAE posterior from the reco set
+    assert mu.shape == logvar.shape == (2, 20)
+
+
+def test_warm_start_keeps_weights_and_standardiser(pairs: PairData) -> None:
+    cfg = VAEConfig(architecture="set", posterior="reco", jet_scale_gev=5.0)
+    few = pairs.subset(np.arange(40))
+    first = train_vae(few, cfg, TrainConfig(epochs=1, batch_size=8, holdout_fraction=0.3, eval_every=100))
+    again = train_vae(few, cfg, TrainConfig(epochs=1, batch_size=8, holdout_fraction=0.3, eval_every=100,
+                                            learning_rate=0.0), init=first)
+    assert again.standardiser == first.standardiser
+    for k, v in first.module.state_dict().items():  # learning rate 0: nothing moves
+        torch.testing.assert_close(again.module.state_dict()[k], v)
