@@ -52,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     k.add_argument("--holdout", type=float, default=0.1, help="fraction of events held out for validation loss")
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the whole training")
+    k.add_argument("--flow-share", type=float, default=0.6, help="share of --max-minutes given to the matched-jet flow")
+    k.add_argument("--init", metavar="MODEL", default=None,
+                   help="continue training from this model (weights, scalers) instead of from scratch")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     k.add_argument("--tree", default="Events")
@@ -74,8 +77,10 @@ def retrain_command(args: argparse.Namespace) -> str:
     parts = ["hepfastsim", "train", "kinematics", "--data", *args.data, "--out", args.out,
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
              "--learning-rate", str(args.learning_rate), "--holdout", str(args.holdout), "--seed", str(args.seed)]
+    if args.flow_share != 0.6:
+        parts += ["--flow-share", str(args.flow_share)]
     for flag, value in (("--max-events", args.max_events), ("--max-minutes", args.max_minutes),
-                        ("--threads", args.threads)):
+                        ("--threads", args.threads), ("--init", args.init)):
         if value is not None:
             parts += [flag, str(value)]
     if args.tree != "Events":
@@ -106,8 +111,15 @@ def run_kinematics(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
-        max_minutes=args.max_minutes, tree=args.tree,
+        max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
     )
+    if not 0.0 < args.flow_share < 1.0:
+        raise HepfastsimError(f"--flow-share must be between 0 and 1, got {args.flow_share}")
+    init = None
+    if args.init is not None:
+        from hepfastsim.models.kinematics_flow import load_model
+
+        init = load_model(args.init)
     console = Console(stderr=True)
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -127,8 +139,11 @@ def run_kinematics(args: argparse.Namespace) -> int:
                 tasks[stage] = progress.add_task(f"training {stage}", total=epochs, info="")
             progress.update(tasks[stage], completed=epoch, info=f"loss {train:.4f} / held-out {held:.4f}")
 
-        model = train_kinematics(data, config, on_progress=on_epoch)
+        model = train_kinematics(data, config, on_progress=on_epoch, init=init)
     model.metadata["retrain_command"] = retrain_command(args)
+    if init is not None:  # the whole chain of commands that made these weights
+        earlier = init.metadata.get("retrain_commands") or [init.metadata.get("retrain_command")]
+        model.metadata["retrain_commands"] = [c for c in earlier if c] + [model.metadata["retrain_command"]]
     model.metadata["training"]["seconds"] = round(time.perf_counter() - start, 1)
     weights, meta = save_model(model, base)
     out = Console()

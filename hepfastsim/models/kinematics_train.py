@@ -282,7 +282,13 @@ def _fit(
     gen: Any,
     on_progress: ProgressFn | None,
 ) -> dict[str, Any]:
-    """Adam with a cosine learning rate; keeps the parameters of the best held-out epoch."""
+    """Adam with a cosine learning rate; keeps the parameters of the best held-out epoch.
+
+    The cosine runs over whichever ends first, the epochs or the wall-clock budget
+    ``seconds``: a budget-limited run still anneals to the small final rate (with a cosine
+    over the epochs alone, a run stopped by its budget after 16 of 100 epochs had never
+    lowered its rate).
+    """
     import torch
 
     n = len(train[0])
@@ -291,7 +297,17 @@ def _fit(
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     total = config.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=config.learning_rate * 0.02)
+    lr_min = config.learning_rate * 0.02
+    step_count = 0
+
+    def set_rate() -> None:
+        done = step_count / total
+        if seconds is not None and seconds > 0:
+            done = max(done, (time.perf_counter() - start) / seconds)
+        rate = lr_min + 0.5 * (config.learning_rate - lr_min) * (1.0 + math.cos(math.pi * min(done, 1.0)))
+        for group in opt.param_groups:
+            group["lr"] = rate
+
     best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()}, 0)
     start = time.perf_counter()
     history = []
@@ -307,7 +323,8 @@ def _fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
-            sched.step()
+            step_count += 1
+            set_rate()
             running += float(loss.detach()) * len(idx)
             count += len(idx)
         net.eval()
@@ -341,28 +358,43 @@ def train_kinematics(
     data: TrainingData,
     config: TrainConfig = TrainConfig(),
     on_progress: ProgressFn | None = None,
+    init: LoadedModel | None = None,
 ) -> LoadedModel:
-    """Train the four networks of :mod:`hepfastsim.models.kinematics_flow` on ``data``."""
+    """Train the four networks of :mod:`hepfastsim.models.kinematics_flow` on ``data``.
+
+    ``init``: continue from this model (its weights, architecture, scalers and lattices)
+    instead of starting from scratch, e.g. to extend a run that its budget stopped.
+    """
+    import copy
+
     import torch
 
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
-    arch = config.arch
-    module = build_model(arch)
     f32 = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
-
-    ctx_scaler = Scaler.fit(data.context)
-    ctx = f32(ctx_scaler.forward(data.context))
-    # dequantised copies only to fit the quantile maps of the targets
     rng = np.random.default_rng(config.seed)
-    area_lattice = find_lattice(data.targets[:, 5])
-    fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0, ())
-    tgt_scaler = QuantileScaler.fit(_dequantise_np(data.targets, 4, 5, area_lattice[0], rng))
-    if len(data.fake_jets) >= 10:
-        fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))
+    if init is not None:
+        arch = init.arch
+        module = copy.deepcopy(init.module).float()
+        for p in module.parameters():
+            p.requires_grad_(True)
+        ctx_scaler, tgt_scaler = init.context_scaler, init.target_scaler
+        ev_scaler, fake_tgt_scaler = init.fake_context_scaler, init.fake_target_scaler
+        area_lattice, fake_area_lattice = init.area_lattice, init.fake_area_lattice
     else:
-        fake_tgt_scaler = QuantileScaler.fit(rng.normal(size=(100, 5)))
-    ev_scaler = Scaler.fit(data.event_context)
+        arch = config.arch
+        module = build_model(arch)
+        ctx_scaler = Scaler.fit(data.context)
+        # dequantised copies only to fit the quantile maps of the targets
+        area_lattice = find_lattice(data.targets[:, 5])
+        fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0, ())
+        tgt_scaler = QuantileScaler.fit(_dequantise_np(data.targets, 4, 5, area_lattice[0], rng))
+        if len(data.fake_jets) >= 10:
+            fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))
+        else:
+            fake_tgt_scaler = QuantileScaler.fit(rng.normal(size=(100, 5)))
+        ev_scaler = Scaler.fit(data.event_context)
+    ctx = f32(ctx_scaler.forward(data.context))
     ev_ctx = f32(ev_scaler.forward(data.event_context))
 
     budget = None if config.max_minutes is None else 60.0 * config.max_minutes

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 import uproot
 
 from hepfastsim.cli.main import main
@@ -258,3 +260,47 @@ def test_shipped_weights_are_small_and_documented() -> None:
     sim = make_simulator("kinematics")
     reco = sim.simulate(_gen_events(100))
     assert ak.sum(ak.num(reco)) > 0
+
+
+def test_training_continues_from_an_initial_model(paired_file: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """--init keeps the model's scalers and architecture and starts from its weights."""
+    from hepfastsim.models.kinematics_flow import load_model
+
+    init = load_model(tiny_model)
+    data = load_training_data([str(paired_file)], holdout_fraction=0.2)
+    # zero epochs of learning rate: the continued model equals its start
+    same = train_kinematics(data, TrainConfig(epochs=1, batch_size=256, learning_rate=0.0), init=init)
+    for (name, a), b in zip(init.module.state_dict().items(), same.module.state_dict().values()):
+        assert torch.equal(a.float(), b.float()), name
+    assert same.target_scaler == init.target_scaler and same.arch == init.arch
+    assert same.context_scaler == init.context_scaler and same.area_lattice == init.area_lattice
+    # through the CLI: the chain of commands is recorded
+    out = tmp_path / "continued"
+    assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
+                 "--init", str(tiny_model)]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["retrain_commands"][-1].endswith(f"--init {tiny_model}")
+
+
+def test_budget_limited_training_anneals_the_learning_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cosine follows the wall-clock budget when it ends before the epochs."""
+    from hepfastsim.models.kinematics_train import _fit
+
+    net = torch.nn.Linear(2, 1)
+    x, y = torch.randn(4096, 2), torch.randn(4096)
+    rates = []
+
+    def loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.002)
+        return ((net(a)[:, 0] - b) ** 2).mean()
+
+    class Spy(torch.optim.Adam):
+        def step(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            rates.append(self.param_groups[0]["lr"])
+            return super().step(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    report = _fit("toy", net, loss, (x, y), (x[:64], y[:64]), TrainConfig(epochs=1000, batch_size=64, learning_rate=1e-2),
+                  0.5, torch.Generator().manual_seed(0), None)
+    assert report["epochs_run"] < 1000  # stopped by the budget
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] < 0.1 * 1e-2  # annealed nonetheless
