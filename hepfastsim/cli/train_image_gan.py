@@ -38,7 +38,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--w-adv", type=float, default=1.0, help="weight of the patch-discriminator term")
     k.add_argument("--w-total-adv", type=float, default=1.0, help="weight of the D_T term (paper: tau)")
     k.add_argument("--w-l2", type=float, default=20.0, help="weight of the L2 term")
-    k.add_argument("--w-mask", type=float, default=10.0, help="weight of the mask term (paper: lambda)")
+    k.add_argument("--w-mask", type=float, default=1.0, help="weight of the mask term (paper: lambda)")
     k.add_argument("--w-sum", type=float, default=50.0, help="weight of the total-intensity MSE (paper: mu)")
     k.add_argument("--eval-every", type=int, default=500, help="steps between held-out checkpoint scores")
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")

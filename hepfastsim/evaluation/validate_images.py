@@ -267,8 +267,8 @@ def plot_pixel_joint(path: Path, gen: np.ndarray, reco: np.ndarray, generated: n
             h, _, _ = np.histogram2d(lg, lr, bins=[edges, edges])
             m = ax.pcolormesh(edges, edges, (h / max(h.sum(), 1)).T, norm=LogNorm(vmin=1e-6, vmax=1e-1), cmap="viridis")
             ax.set_title(title, fontsize=16)
-            ax.set_xlabel("log10 gen pixel intensity (-5: empty)")
-        axes[0].set_ylabel("log10 reco pixel intensity (-5: empty)")
+            ax.set_xlabel("log10 gen pixel intensity (-5: empty)", fontsize=16)
+        axes[0].set_ylabel("log10 reco pixel intensity (-5: empty)", fontsize=16)
         fig.colorbar(m, ax=axes, label="fraction of pixels")
         fig.savefig(path, dpi=80, bbox_inches="tight")
         plt.close(fig)
@@ -300,6 +300,23 @@ def summary_markdown(result: Comparison, reference: str, candidate: str) -> str:
         lines.append(f"| {v} | {w['value']:.2f} +- {w['error']:.2f} | {crit} | {result.medians[v][0]:.4g} | "
                      f"{result.medians[v][1]:.4g} |")
     return "\n".join(lines) + "\n"
+
+
+def _record(result: Comparison, model: str, name: str, reference: str, candidate: str) -> Path:
+    """Add the headline figures under ``validation[name]`` of an image-GAN model's JSON metadata."""
+    base = Path(model)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    js = base.with_suffix(".json")
+    meta = json.loads(js.read_text())
+    d = result.to_dict()
+    meta.setdefault("validation", {})[name] = {
+        "reference": reference, "candidate": candidate,
+        "w1_ratio": {k: round(v["value"], 3) for k, v in d["w1_ratio"].items()},
+        "classifier_auc": round(d["classifier_auc"][0], 4), "n_common_gen_jets": d["n_common_gen_jets"],
+        "efficiency_in_domain": d["efficiency_in_domain"], "criterion": d["criterion"],
+    }
+    js.write_text(json.dumps(meta, indent=2, default=float) + "\n")
+    return js
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,6 +359,8 @@ def run(args: argparse.Namespace) -> int:
     js = out / "summary.json"
     js.write_text(json.dumps({"reference": args.reference, "candidate": cand_path, **result.to_dict(),
                               "plots": [Path(p).name for p in plots]}, indent=1, default=float) + "\n")
+    if getattr(args, "record_in", None):
+        _record(result, args.record_in, args.record_name or Path(args.reference).name, args.reference, cand_path)
     Console().print(md.read_text(), markup=False, highlight=False)
     Console().print(f"written: {md}, {js} and {len(plots)} PNG plots")
     return 0

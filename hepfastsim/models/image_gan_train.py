@@ -213,7 +213,7 @@ class TrainConfig:
     """Training settings. Loss weights (section 2.1 of the paper; the paper does not give
     their values): ``w_adv`` patch-GAN term, ``w_total_adv`` the D_T game (the paper's tau),
     ``w_l2`` the L2 term (summed over pixels), ``w_mask`` the paper's lambda (mask
-    cross-entropy averaged over pixels + intensity L2 on the non-empty reco pixels summed),
+    cross-entropy + intensity L2 on the non-empty reco pixels, both summed over pixels),
     ``w_sum`` the MSE of the total intensities (the paper's mu)."""
 
     batch_size: int = 128
@@ -224,7 +224,7 @@ class TrainConfig:
     w_adv: float = 1.0
     w_total_adv: float = 1.0
     w_l2: float = 20.0
-    w_mask: float = 10.0
+    w_mask: float = 1.0
     w_sum: float = 50.0
     eval_every: int = 500
     eval_jets: int = 4000
@@ -245,7 +245,8 @@ def generator_losses(
 
     ``G2 = G0 * 1[z < G1]`` (straight-through); terms: ``adv = BCE(D(G2, x, c), 1)``,
     ``adv_T = BCE(D_T(sum G2, c), 1)``, ``l2 = E sum_pix (G2 - y)^2``, ``mask = E_pix
-    BCE(G1, 1[y > 0]) + E sum_{y > 0} (G0 - y)^2 / 2`` (eq. 2), ``sum = E (sum G2 - sum y)^2``.
+    sum_pix BCE(G1, 1[y > 0]) + E sum_{y > 0} (G0 - y)^2 / 2`` (eq. 2, summed over pixels like
+    the L2 term so that the mask gets a per-pixel gradient of the same size), ``sum = E (sum G2 - sum y)^2``.
     """
     import torch
 
@@ -257,7 +258,8 @@ def generator_losses(
     tot_g, tot_y = g2.sum(dim=(1, 2, 3)), y.sum(dim=(1, 2, 3))
     adv_t = _bce(disc_total(tot_g, c), 1.0)
     l2 = ((g2 - y) ** 2).sum(dim=(1, 2, 3)).mean()
-    mask_bce = torch.nn.functional.binary_cross_entropy(g1.clamp(1e-6, 1 - 1e-6), occupied)
+    mask_bce = torch.nn.functional.binary_cross_entropy(g1.clamp(1e-6, 1 - 1e-6), occupied,
+                                                        reduction="none").sum(dim=(1, 2, 3)).mean()
     mask_int = (occupied * (g0 - y) ** 2 / 2).sum(dim=(1, 2, 3)).mean()
     summse = ((tot_g - tot_y) ** 2).mean()
     loss = (config.w_adv * adv + config.w_total_adv * adv_t + config.w_l2 * l2
