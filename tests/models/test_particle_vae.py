@@ -203,3 +203,15 @@ def test_warm_start_keeps_weights_and_standardiser(pairs: PairData) -> None:
     assert again.standardiser == first.standardiser
     for k, v in first.module.state_dict().items():  # learning rate 0: nothing moves
         torch.testing.assert_close(again.module.state_dict()[k], v)
+
+
+def test_shipped_weights_load_and_carry_their_metadata() -> None:
+    from hepfastsim.simulators.particle_vae import DEFAULT_WEIGHTS
+
+    base = DEFAULT_WEIGHTS["set"]
+    assert base.with_suffix(".safetensors").stat().st_size < 2_000_000
+    model = load_model(base)
+    assert model.config.architecture == "set"
+    assert model.metadata["retrain_command"].startswith("hepfastsim train particle-vae")
+    (validation,) = model.metadata["validation"].values()
+    assert set(validation["w1_ratio"]) >= {"pt", "mass", "flow1", "flow4", "px"}
