@@ -51,7 +51,7 @@ class PlainLagan(torch.nn.Module):
         return F.relu(g.lc3(h))
 
 
-def rate(fn, n_images: int, min_time: float = 1.5) -> float:  # noqa: ANN001
+def rate(fn, n_images: int, min_time: float = 1.0) -> float:  # noqa: ANN001
     fn()  # warm-up
     reps, t0 = 0, time.perf_counter()
     while True:
@@ -88,7 +88,7 @@ def main() -> None:
             z, lab = torch.randn(b, 200), torch.randint(0, 2, (b,))
             row = {}
             for name, net in (("plain", plain), ("small", g), ("f32", fused32), ("bf16", fused16)):
-                if name in ("plain", "small") and b > 4096:
+                if name in ("plain", "small") and b > 1024:  # slow paths: one batch size is enough
                     row[name] = float("nan")
                     continue
                 row[name] = rate(lambda net=net: net(z, lab), b)
