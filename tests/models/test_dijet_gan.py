@@ -134,3 +134,18 @@ def test_tail_enhanced_generation_writes_weights(tmp_path) -> None:
     features = expected.sample_features(1000, seed=2)
     np.testing.assert_allclose(np.asarray(events.genWeight), expected.weights(features), rtol=1e-6)
     assert np.std(np.asarray(events.genWeight)) > 0
+
+
+def test_shipped_tail_model_is_documented_and_weighted() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "hepfastsim" / "models" / "data" / "dijet_gan_reco_tail.safetensors"
+    assert path.stat().st_size < 2_000_000
+    gan = DijetGAN.load(path)
+    assert gan.tail_power > 0 and "--tail-power" in gan.metadata["retrain_command"]
+    assert set(gan.metadata["validation_chi2_per_ndf"]) >= set(FEATURES)
+    features = gan.sample_features(20000, seed=1)
+    w = gan.weights(features)
+    mjj = feature_mjj(features)
+    # heavier events carry smaller weights, and the weights average to 1
+    assert abs(w.mean() - 1) < 1e-9 and np.all(np.diff(w[np.argsort(mjj)]) <= 1e-12)
