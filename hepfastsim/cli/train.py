@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
+from pathlib import Path
 import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["add_parser", "TRAIN_KIND_MODULES"]
+__all__ = ["add_parser", "add_common_options", "prepare_output", "TRAIN_KIND_MODULES"]
 
 # Modules adding a model kind to ``hepfastsim train``, in the order ``--help`` lists them.
 TRAIN_KIND_MODULES: tuple[str, ...] = (
@@ -28,6 +29,33 @@ TRAIN_KIND_MODULES: tuple[str, ...] = (
     "hepfastsim.cli.train_lagan",
     "hepfastsim.cli.train_jet_cnn",
 )
+
+
+def add_common_options(k: argparse.ArgumentParser, tree: bool = True) -> None:
+    """The options every ``hepfastsim train`` kind shares: --seed, --threads, [--tree], --quiet, --overwrite."""
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    if tree:
+        k.add_argument("--tree", default="Events")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
+    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+
+
+def prepare_output(out: str, overwrite: bool, threads: int | None = None) -> Path:
+    """MODEL path without suffix (``x.safetensors`` -> ``x``); refuses existing
+    ``MODEL.safetensors``/``MODEL.json`` without ``overwrite``; sets torch's thread count."""
+    from hepfastsim.errors import OutputError
+
+    base = Path(out)
+    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
+    for p in (Path(f"{base}.safetensors"), Path(f"{base}.json")):
+        if p.exists() and not overwrite:
+            raise OutputError(str(p), "it exists (use --overwrite)")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return base
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,11 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     k.add_argument("--flow-share", type=float, default=0.6, help="share of --max-minutes given to the matched-jet flow")
     k.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training from this model (weights, scalers) instead of from scratch")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    k.add_argument("--tree", default="Events")
-    k.add_argument("--quiet", action="store_true", help="no progress bars")
-    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    add_common_options(k)
     k.set_defaults(func=run_kinematics)
     for module_name in TRAIN_KIND_MODULES:
         try:
@@ -91,9 +115,7 @@ def retrain_command(args: argparse.Namespace) -> str:
 def run_kinematics(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
-    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.kinematics_flow import n_parameters, save_model
     from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
 
@@ -101,13 +123,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
     if not 0.0 < args.holdout < 1.0:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
-    base = Path(args.out)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
-        if p.exists() and not args.overwrite:
-            raise OutputError(str(p), "it exists (use --overwrite)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    base = prepare_output(args.out, args.overwrite, args.threads)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,

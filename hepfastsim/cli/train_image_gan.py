@@ -17,6 +17,8 @@ import shlex
 import time
 from pathlib import Path
 
+from hepfastsim.cli.train import add_common_options, prepare_output
+
 __all__ = ["add_kind"]
 
 
@@ -45,11 +47,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
     k.add_argument("--init", metavar="MODEL", default=None,
                    help="continue from MODEL (generator; discriminators from MODEL.discriminators.safetensors if present)")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    k.add_argument("--tree", default="Events")
-    k.add_argument("--quiet", action="store_true", help="no progress bars")
-    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    add_common_options(k)
     k.set_defaults(func=run)
     return k
 
@@ -88,20 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.image_gan import n_parameters, save_generator
     from hepfastsim.models.image_gan_train import ImagePairs, TrainConfig, build_pairs, train_image_gan
     from safetensors.torch import save_file
 
     if args.epochs <= 0:
         raise HepfastsimError(f"--epochs must be positive, got {args.epochs}")
-    base = Path(args.out)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
-        if p.exists() and not args.overwrite:
-            raise OutputError(str(p), "it exists (use --overwrite)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    base = prepare_output(args.out, args.overwrite, args.threads)
     config = TrainConfig(
         batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
         max_minutes=args.max_minutes, w_adv=args.w_adv, w_total_adv=args.w_total_adv, w_l2=args.w_l2,

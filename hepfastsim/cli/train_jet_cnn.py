@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 
-from hepfastsim.errors import HepfastsimError, OutputError
+from hepfastsim.cli.train import prepare_output
+from hepfastsim.errors import HepfastsimError
 
 __all__ = ["add_kind", "run_jet_cnn", "tagger_aucs"]
 
@@ -90,20 +90,13 @@ def _retrain(args: argparse.Namespace) -> str:
 
 
 def run_jet_cnn(args: argparse.Namespace) -> int:
-    import torch
-
     from hepfastsim.evaluation.image_gan_scores import lagan_observables
     from hepfastsim.models.image_samples import build_images
     from hepfastsim.models.jet_cnn import JetCnnConfig, predict, save_jet_cnn, train_jet_cnn
     from hepfastsim.models.lagan import ImageGenerator
 
     console = Console(stderr=True, quiet=args.quiet)
-    base = Path(args.out).with_suffix("") if args.out.endswith((".safetensors", ".json")) else Path(args.out)
-    for p in (Path(f"{base}.safetensors"), Path(f"{base}.json")):
-        if p.exists() and not args.overwrite:
-            raise OutputError(str(p), "it exists (pass --overwrite to replace it)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    base = prepare_output(args.out, args.overwrite, args.threads)
     rng = np.random.default_rng(args.seed)
 
     def cap(x: np.ndarray) -> np.ndarray:

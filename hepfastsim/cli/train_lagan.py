@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from pathlib import Path
 
 from rich.console import Console
 
-from hepfastsim.errors import OutputError
+from hepfastsim.cli.train import prepare_output
 
 __all__ = ["add_kind", "run_lagan"]
 
@@ -69,19 +68,12 @@ def _retrain_command(args: argparse.Namespace) -> str:
 
 
 def run_lagan(args: argparse.Namespace) -> int:
-    import torch
-
     from hepfastsim.models.image_samples import build_images
     from hepfastsim.models.lagan import ImageGenerator, LaganConfig
     from hepfastsim.models.lagan_train import GanTrainConfig, train_lagan
 
     console = Console(stderr=True, quiet=args.quiet)
-    out = Path(args.out).with_suffix("") if args.out.endswith((".safetensors", ".json")) else Path(args.out)
-    for p in (Path(f"{out}.safetensors"), Path(f"{out}.json")):
-        if p.exists() and not args.overwrite:
-            raise OutputError(str(p), "it exists (pass --overwrite to replace it)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    out = prepare_output(args.out, args.overwrite, args.threads)
     t0 = time.perf_counter()
     train = {"w": build_images(args.w_data, "w", cache_dir=args.cache_dir).images,
              "qcd": build_images(args.qcd_data, "qcd", cache_dir=args.cache_dir).images}

@@ -16,6 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hepfastsim.cli.train import add_common_options, prepare_output
+
 __all__ = ["add_kind"]
 
 
@@ -54,11 +56,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
     k.add_argument("--half", action="store_true", help="store the weights as float16")
-    k.add_argument("--seed", type=int, default=0)
-    k.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    k.add_argument("--tree", default="Events")
-    k.add_argument("--quiet", action="store_true", help="no progress bars")
-    k.add_argument("--overwrite", action="store_true", help="replace MODEL files if they exist")
+    add_common_options(k)
     k.set_defaults(func=run)
     return k
 
@@ -81,9 +79,7 @@ def retrain_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from hepfastsim.errors import HepfastsimError, OutputError
+    from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.particle_vae import VAEConfig, n_parameters, save_model
     from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, train_vae
 
@@ -93,13 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
     if not 0.0 <= args.beta <= 1.0:
         raise HepfastsimError(f"--beta must be in [0, 1], got {args.beta}")
-    base = Path(args.out)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    for p in (base.with_suffix(".safetensors"), base.with_suffix(".json")):
-        if p.exists() and not args.overwrite:
-            raise OutputError(str(p), "it exists (use --overwrite)")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    base = prepare_output(args.out, args.overwrite, args.threads)
     console = Console(stderr=True)
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
