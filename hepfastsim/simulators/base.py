@@ -7,8 +7,10 @@ nothing else knows which model is behind it.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import awkward as ak
@@ -16,7 +18,7 @@ import numpy as np
 
 from hepfastsim.errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "GenEvents", "Simulator", "SIMULATORS", "register", "make_simulator"]
+__all__ = ["DEFAULT_MODEL", "GenEvents", "Simulator", "LearnedSimulator", "SIMULATORS", "register", "make_simulator"]
 
 #: The model ``convert``, the processors and the CLI use when none is named.
 DEFAULT_MODEL = "kinematics"
@@ -96,6 +98,31 @@ class Simulator(abc.ABC):
     def simulate_with_extras(self, events: GenEvents) -> tuple[ak.Array, dict[str, ak.Array]]:
         """Reco jets and, per template of ``extra_collections``, one list of records per event."""
         return self.simulate(events), {}
+
+
+class LearnedSimulator(Simulator):
+    """A simulator with trained weights, loaded on first use into ``self._model``.
+
+    The torch model is never pickled (coffea/dask workers reload it where it is used), and
+    the weights come from ``self.weights`` when given, else from ``$<weights_env>``, else
+    from the shipped ``default_weights``. Subclasses are dataclasses with the fields
+    ``weights`` and ``_model``.
+    """
+
+    weights_env: ClassVar[str]
+    default_weights: ClassVar[Path]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_model"] = None
+        return state
+
+    @property
+    def weights_path(self) -> Path:
+        weights = getattr(self, "weights", None)
+        if weights is not None:
+            return Path(weights)
+        return Path(os.environ.get(self.weights_env, self.default_weights))
 
 
 SIMULATORS: dict[str, Callable[[], Simulator]] = {}

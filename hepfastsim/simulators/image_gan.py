@@ -42,7 +42,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import uniforms
-from hepfastsim.simulators.base import GenEvents, Simulator, register
+from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
 
@@ -99,7 +99,7 @@ def _uniform_block(
 
 
 @dataclass
-class ImageGANSimulator(Simulator):
+class ImageGANSimulator(LearnedSimulator):
     """Seed-000 image GAN (see the module docstring).
 
     ``weights``: a model written by ``hepfastsim train image-gan`` (with or without suffix);
@@ -114,6 +114,8 @@ class ImageGANSimulator(Simulator):
     _model: Any = field(default=None, init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "image-gan"
+    weights_env: ClassVar[str] = WEIGHTS_ENV
+    default_weights: ClassVar[Path] = DEFAULT_WEIGHTS
     needs_constituents: ClassVar[bool] = True
     output_fields: ClassVar[dict[str, np.dtype]] = {
         "pt": np.dtype(np.float32),
@@ -138,17 +140,6 @@ class ImageGANSimulator(Simulator):
     def __post_init__(self) -> None:
         if self.outside not in ("parametric", "skip"):
             raise ValueError(f"expected outside 'parametric' or 'skip', got {self.outside!r}")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_model"] = None
-        return state
-
-    @property
-    def weights_path(self) -> Path:
-        if self.weights is not None:
-            return Path(self.weights)
-        return Path(os.environ.get(WEIGHTS_ENV, DEFAULT_WEIGHTS))
 
     @property
     def model(self) -> Any:

@@ -27,7 +27,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
-from hepfastsim.simulators.base import GenEvents, Simulator, register
+from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["DEFAULT_WEIGHTS", "KinematicsSimulator"]
 
@@ -64,7 +64,7 @@ def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
 
 
 @dataclass
-class KinematicsSimulator(Simulator):
+class KinematicsSimulator(LearnedSimulator):
     """Learned gen -> reco jet kinematics (see the module docstring).
 
     ``weights``: path of a model written by ``hepfastsim train kinematics`` (with or without
@@ -76,6 +76,8 @@ class KinematicsSimulator(Simulator):
     _model: Any = field(default=None, init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "kinematics"
+    weights_env: ClassVar[str] = WEIGHTS_ENV
+    default_weights: ClassVar[Path] = DEFAULT_WEIGHTS
     output_fields: ClassVar[dict[str, np.dtype]] = {
         "pt": np.dtype(np.float32),
         "eta": np.dtype(np.float32),
@@ -85,17 +87,6 @@ class KinematicsSimulator(Simulator):
         "nConstituents": np.dtype(np.int32),
         "area": np.dtype(np.float32),
     }
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_model"] = None  # the torch model is rebuilt lazily where it is used
-        return state
-
-    @property
-    def weights_path(self) -> Path:
-        if self.weights is not None:
-            return Path(self.weights)
-        return Path(os.environ.get(WEIGHTS_ENV, DEFAULT_WEIGHTS))
 
     @property
     def model(self) -> Any:

@@ -34,7 +34,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
-from hepfastsim.simulators.base import GenEvents, Simulator, register
+from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents"]
 
@@ -88,7 +88,7 @@ def simulate_constituents(model: Any, gen_pt: np.ndarray, gen_eta: np.ndarray, g
 
 
 @dataclass
-class ParticleVAESimulator(Simulator):
+class ParticleVAESimulator(LearnedSimulator):
     """Particle VAE of seed 003 (see the module docstring).
 
     ``architecture``: ``"set"`` (our masked set variant, the default and the shipped weights:
@@ -110,6 +110,7 @@ class ParticleVAESimulator(Simulator):
     _model: Any = field(default=None, init=False, repr=False, compare=False)
 
     name: ClassVar[str] = "particle-vae"
+    weights_env: ClassVar[str] = WEIGHTS_ENV
     needs_constituents: ClassVar[bool] = True
     output_fields: ClassVar[dict[str, np.dtype]] = {
         "pt": np.dtype(np.float32),
@@ -131,13 +132,8 @@ class ParticleVAESimulator(Simulator):
         "{collection}PFCands": {"jetIdx": np.dtype(np.int32), "pFCandsIdx": np.dtype(np.int32)},
     }
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_model"] = None
-        return state
-
     @property
-    def weights_path(self) -> Path:
+    def weights_path(self) -> Path:  # the shipped default depends on the architecture
         if self.weights is not None:
             return Path(self.weights)
         if self.architecture is None and WEIGHTS_ENV in os.environ:
