@@ -54,6 +54,8 @@ def train(args: argparse.Namespace) -> int:
     from hepfastsim.models.dijet_gan import DijetGANConfig, load_dijet_features, train_dijet_gan
 
     check_destination(args.out, overwrite=args.overwrite)
+    if args.tail_power < 0:
+        raise HepfastsimError(f"--tail-power must be >= 0 (0: the paper), got {args.tail_power}")
     torch.set_num_threads(args.threads)
     features = load_dijet_features(args.data, args.collection, args.min_pt, min_mjj=args.min_mjj)
     if len(features) < 100:

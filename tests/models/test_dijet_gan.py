@@ -149,3 +149,9 @@ def test_shipped_tail_model_is_documented_and_weighted() -> None:
     mjj = feature_mjj(features)
     # heavier events carry smaller weights, and the weights average to 1
     assert abs(w.mean() - 1) < 1e-9 and np.all(np.diff(w[np.argsort(mjj)]) <= 1e-12)
+
+
+def test_negative_tail_power_is_refused(tmp_path, capsys) -> None:
+    out = tmp_path / "gan.safetensors"
+    assert main(["dijet-gan", "train", "--data", "x.root", "--tail-power", "-1", "--out", str(out)]) == 1
+    assert "--tail-power" in capsys.readouterr().err and not out.exists()
