@@ -31,7 +31,6 @@ file small, batch-norm statistics in float32) with a JSON metadata file next to 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
     "ImageGANConfig",
@@ -205,44 +206,22 @@ class LoadedImageGAN:
         return g0[:, 0].numpy(), g1[:, 0].numpy()
 
 
-def save_generator(generator: UNetGenerator, base: str | Path, metadata: dict[str, Any]) -> tuple[Path, Path]:
-    """Write ``base.safetensors`` (no pickle) and ``base.json`` (metadata + architecture)."""
-    from safetensors.torch import save_file
+FORMAT = "hepfastsim-image-gan-1"
 
-    base = Path(base)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    base.parent.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for name, t in generator.state_dict().items():
-        t = t.detach().contiguous()
-        state[name] = t.half() if t.dtype == torch.float32 and t.dim() == 4 else t
-    meta = {**metadata, "architecture": {**asdict(generator.config)}, "format": "hepfastsim-image-gan-1"}
-    weights, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    save_file(state, str(weights), metadata={"format": "hepfastsim-image-gan-1"})
-    js.write_text(json.dumps(meta, indent=2, default=float) + "\n")
-    return weights, js
+
+def save_generator(generator: UNetGenerator, base: str | Path, metadata: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``base.safetensors`` (no pickle; convolution kernels in float16) and ``base.json``."""
+    meta = {**metadata, "architecture": {**asdict(generator.config)}, "format": FORMAT}
+    return write_model(base, generator.state_dict(), meta, half=lambda _name, t: t.dim() == 4)
 
 
 def load_generator(base: str | Path) -> LoadedImageGAN:
     """Load a generator written by :func:`save_generator` (eval mode, float32)."""
-    from safetensors.torch import load_file
-
-    from hepfastsim.errors import ModelError
-
-    base = Path(base)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    weights, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    for p in (weights, js):
-        if not p.exists():
-            raise ModelError(f"image-GAN model file {p} not found (train one with 'hepfastsim train image-gan')")
-    meta = json.loads(js.read_text())
+    what = "image-GAN model"
+    state, meta = read_model(base, FORMAT, what=what, hint=" (train one with 'hepfastsim train image-gan')")
     arch = meta.get("architecture", {})
     config = ImageGANConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()})
     gen = UNetGenerator(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
-    try:
-        gen.load_state_dict(state)
-    except RuntimeError as err:
-        raise ModelError(f"{weights}: weights do not match the architecture in {js}: {err}") from err
+    load_state(gen, state, base, what=what)
     gen.eval()
     return LoadedImageGAN(gen, config, meta)

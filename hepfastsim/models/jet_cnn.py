@@ -11,7 +11,6 @@ best validation loss is kept.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 from hepfastsim.errors import ModelError
+from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = ["JetCnnConfig", "JetCnn", "preprocess", "train_jet_cnn", "predict", "save_jet_cnn", "load_jet_cnn"]
 
@@ -140,25 +138,12 @@ def train_jet_cnn(
 
 def save_jet_cnn(model: JetCnn, path: str | Path, metadata: dict) -> None:
     """``PATH.safetensors`` (float32 weights) + ``PATH.json`` (config and metadata)."""
-    base = Path(path).with_suffix("") if str(path).endswith((".safetensors", ".json")) else Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{base}.safetensors",
-              metadata={"hepfastsim": json.dumps({"format": FORMAT})})
-    meta = {"format": FORMAT, "config": asdict(model.config), **metadata}
-    Path(f"{base}.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
+    write_model(path, model.state_dict(), {"format": FORMAT, "config": asdict(model.config), **metadata})
 
 
 def load_jet_cnn(path: str | Path) -> tuple[JetCnn, dict]:
-    base = Path(path).with_suffix("") if str(path).endswith((".safetensors", ".json")) else Path(path)
-    st, js = Path(f"{base}.safetensors"), Path(f"{base}.json")
-    for p in (st, js):
-        if not p.exists():
-            raise ModelError(f"model file {str(p)!r} not found")
-    meta = json.loads(js.read_text())
-    if meta.get("format") != FORMAT:
-        raise ModelError(f"expected format {FORMAT!r} in {str(js)!r}, got {meta.get('format')!r}")
+    state, meta = read_model(path, FORMAT, what="jet-CNN model", hint=" (train one with 'hepfastsim train jet-cnn')")
     model = JetCnn(JetCnnConfig(**meta["config"]))
-    with safe_open(str(st), framework="pt") as f:
-        model.load_state_dict({k: f.get_tensor(k) for k in f.keys()})
+    load_state(model, state, path, what="jet-CNN model")
     model.eval()
     return model, meta

@@ -39,7 +39,6 @@ base-distribution noise as arguments, so callers key it per event
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepfastsim.errors import ModelError
+from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
     "ARCH_DEFAULTS",
@@ -481,11 +480,6 @@ def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
 
     ``path`` may be given with or without either suffix. No pickle is involved.
     """
-    from safetensors.torch import save_file
-
-    base = _base_path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
     doc = {
         "format": FORMAT,
         "architecture": asdict(model.arch),
@@ -496,47 +490,15 @@ def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
         "fake_target_names": list(FAKE_TARGET_NAMES),
         **model.metadata,
     }
-    weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    save_file(tensors, str(weights), metadata={"format": FORMAT})
-    meta.write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
-    return weights, meta
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _base_path(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    return write_model(path, model.module.state_dict(), doc)
 
 
 def load_model(path: str | Path) -> LoadedModel:
     """Load weights and metadata written by :func:`save_model` (safetensors + JSON, no pickle)."""
-    from safetensors.torch import load_file
-
-    base = _base_path(path)
-    weights, meta = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    for p in (weights, meta):
-        if not p.is_file():
-            raise ModelError(f"cannot load kinematics model: no file {str(p)!r}")
-    try:
-        doc = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelError(f"cannot read model metadata {str(meta)!r}: {err}") from err
-    if doc.get("format") != FORMAT:
-        raise ModelError(f"model metadata {str(meta)!r}: expected format {FORMAT!r}, got {doc.get('format')!r}")
+    state, doc = read_model(path, FORMAT, what="kinematics model")
     arch = Architecture.from_dict(doc["architecture"])
     module = build_model(arch)
-    try:
-        state = load_file(str(weights))
-        module.load_state_dict(state, strict=True)
-    except Exception as err:  # safetensors header errors, missing/unexpected keys, shape mismatch
-        raise ModelError(f"cannot load weights {str(weights)!r}: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+    load_state(module, state, path, what="kinematics model")
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -22,7 +22,6 @@ window of the original grid). :class:`FusedLaganGenerator` gives the same images
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,14 +29,13 @@ from typing import Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 from hepfastsim.errors import ModelError
 from hepfastsim.kernels.rng import event_keys, normals
 from hepfastsim.models.locally_connected import LocallyConnected2d, UpsampledLocallyConnected2d
+from hepfastsim.models.weights_file import load_state, model_paths, read_model, write_model
 
 __all__ = [
     "LaganConfig",
@@ -521,8 +519,6 @@ class ImageGenerator:
         return out
 
     def save(self, path: str | Path, half: bool = True) -> None:
-        path = Path(path).with_suffix("")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for k, v in self.network.state_dict().items():
             if k in ("idx1", "idx2") and isinstance(self.network, FusedLaganGenerator):
@@ -535,38 +531,25 @@ class ImageGenerator:
             tensors[k] = v
         meta = {"format": self.FORMAT, "config": asdict(self.config), "fused": isinstance(self.network, FusedLaganGenerator),
                 **self.metadata}
-        save_file(tensors, str(path) + ".safetensors", metadata={"hepfastsim": json.dumps({"format": self.FORMAT})})
-        Path(str(path) + ".json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
+        write_model(path, tensors, meta)
 
     @classmethod
     def load(cls, path: str | Path | None = None, precision: str = "float32") -> ImageGenerator:
         """Load ``PATH.safetensors`` + ``PATH.json`` (default: the shipped LAGAN)."""
-        if path is None:
-            path = DEFAULT_MODEL
-        path = Path(path)
-        base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-        st, js = Path(str(base) + ".safetensors"), Path(str(base) + ".json")
-        for p in (st, js):
-            if not p.exists():
-                raise ModelError(f"model file {str(p)!r} not found")
-        meta = json.loads(js.read_text())
-        if meta.get("format") != cls.FORMAT:
-            raise ModelError(f"expected format {cls.FORMAT!r} in {str(js)!r}, got {meta.get('format')!r}")
+        path = DEFAULT_MODEL if path is None else path
+        what = "LAGAN model"
+        raw, meta = read_model(path, cls.FORMAT, what=what, hint=" (train one with 'hepfastsim train lagan')")
         config = LaganConfig(**meta["config"])
-        tensors = {}
-        with safe_open(str(st), framework="pt") as f:
-            for k in f.keys():
-                t = f.get_tensor(k)
-                tensors[k] = t.long() if t.dtype in (torch.int32, torch.int64) else t.float()
+        tensors = {k: t.long() if t.dtype == torch.int32 else t for k, t in raw.items()}
         if meta.get("fused"):
             if "idx1" not in tensors:
                 tensors["idx1"], tensors["idx2"] = _fused_gather_indices()
             net: nn.Module = FusedLaganGenerator(tensors, config, precision)
         else:
             if precision != "float32":
-                raise ModelError(f"precision {precision!r} needs a fused LAGAN model, {str(js)!r} is not one")
+                raise ModelError(f"precision {precision!r} needs a fused LAGAN model, {str(model_paths(path)[1])!r} is not one")
             net = make_networks(config)[0]
-            net.load_state_dict(tensors)
+            load_state(net, tensors, path, what=what)
         meta = {k: v for k, v in meta.items() if k not in ("format", "config", "fused")}
         return cls(net, config, meta)
 

@@ -28,12 +28,13 @@ multiplicity cross-entropy.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
     "N_MAX",
@@ -344,53 +345,22 @@ class LoadedVAE:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _base(path: str | Path) -> Path:
-    p = Path(path)
-    return p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+FORMAT = "hepfastsim.particle_vae/1"
 
 
 def save_model(model: LoadedVAE, path: str | Path, half: bool = False) -> tuple[Path, Path]:
     """Write ``path.safetensors`` (weights, float16 with ``half``) and ``path.json`` (config, scaler, metadata)."""
-    from safetensors.torch import save_file
-
-    base = _base(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous()
-               for k, v in model.module.state_dict().items()}
-    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    save_file(tensors, str(st))
-    meta = {"format": "hepfastsim.particle_vae/1", "config": asdict(model.config),
-            "standardiser": asdict(model.standardiser), **model.metadata}
-    js.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
-    return st, js
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    doc = {"format": FORMAT, "config": asdict(model.config), "standardiser": asdict(model.standardiser), **model.metadata}
+    return write_model(path, model.module.state_dict(), doc, half=half)
 
 
 def load_model(path: str | Path) -> LoadedVAE:
     """Read a model written by :func:`save_model` (safetensors + JSON; no pickle)."""
-    from safetensors.torch import load_file
-
-    from hepfastsim.errors import ModelError
-
-    base = _base(path)
-    st, js = base.with_suffix(".safetensors"), base.with_suffix(".json")
-    for p in (st, js):
-        if not p.exists():
-            raise ModelError(f"particle-VAE weights {str(p)!r} not found (train with 'hepfastsim train particle-vae')")
-    meta = json.loads(js.read_text())
-    if meta.get("format") != "hepfastsim.particle_vae/1":
-        raise ModelError(f"{str(js)!r}: expected format 'hepfastsim.particle_vae/1', got {meta.get('format')!r}")
+    what = "particle-VAE model"
+    state, meta = read_model(path, FORMAT, what=what, hint=" (train one with 'hepfastsim train particle-vae')")
     cfg = VAEConfig.from_dict(meta["config"])
     module = build_model(cfg)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(st)).items()}
-    module.load_state_dict(state)
+    load_state(module, state, path, what=what)
     module.eval()
     std = Standardiser(tuple(meta["standardiser"]["mean"]), tuple(meta["standardiser"]["std"]))
     rest = {k: v for k, v in meta.items() if k not in ("format", "config", "standardiser")}

@@ -76,4 +76,4 @@ def test_bad_output_exits_1(tiny_model: Path, tmp_path: Path, capsys: pytest.Cap
     assert main([*base, "--out", str(existing)]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "m.npz"), "--model", str(tmp_path / "missing")]) == 1
-    assert "not found" in capsys.readouterr().err
+    assert "no file" in capsys.readouterr().err

@@ -143,7 +143,7 @@ def test_bad_weights_raise_model_error(tmp_path: Path, tiny_model: Path) -> None
     bad = tmp_path / "bad"
     bad.with_suffix(".json").write_text(tiny_model.with_suffix(".json").read_text())
     bad.with_suffix(".safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ModelError, match="cannot load weights"):
+    with pytest.raises(ModelError, match="cannot load kinematics model weights"):
         load_model(bad)
 
 

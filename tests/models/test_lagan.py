@@ -174,7 +174,7 @@ def test_save_load_sample_deterministic(tmp_path: Path) -> None:
     np.testing.assert_allclose(a.sum(axis=(1, 2)), ref.sum(axis=(1, 2)), rtol=0.02)
     with pytest.raises(ModelError, match="label"):
         loaded.sample(2, 5)
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match="no file .*missing.safetensors"):
         ImageGenerator.load(tmp_path / "missing")
 
 

@@ -157,9 +157,11 @@ def test_training_steps_and_save_load_without_pickle(arch: str, pairs: PairData,
     hist = model.metadata["training"]["history"]
     assert hist and all(np.isfinite(h["held_out"]) for h in hist)
     st, js = save_model(model, tmp_path / "vae")
-    assert not st.read_bytes().startswith(b"\x80")  # not a pickle
+    meta_format = "hepfastsim.particle_vae/1"
+    raw = st.read_bytes()  # safetensors: 8-byte header length + JSON header (not a pickle)
+    assert json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])["__metadata__"]["format"] == meta_format
     meta = json.loads(js.read_text())
-    assert meta["format"] == "hepfastsim.particle_vae/1" and meta["config"]["architecture"] == arch
+    assert meta["format"] == meta_format and meta["config"]["architecture"] == arch
     loaded = load_model(tmp_path / "vae.safetensors")
     for k, v in model.module.state_dict().items():
         torch.testing.assert_close(loaded.module.state_dict()[k], v)
