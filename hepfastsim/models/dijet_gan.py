@@ -24,15 +24,15 @@ distribution p(x) with many more events where the spectrum is steepest. k = 0 is
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
     "FEATURES",
@@ -294,20 +294,21 @@ class DijetGAN:
         """n events as pT-ordered jets ``j1_pt``, ``j1_eta``, ``j1_phi``, ``j1_mass``, ``j2_*``."""
         return from_features(self.sample_features(n, seed), np.random.default_rng(seed))
 
+    FORMAT = "hepfastsim-dijet-gan-v1"
+
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        meta = {**self.metadata, "scaler": asdict(self.scaler), "width": self.generator.width}
-        save_file(self.generator.state_dict(), str(path), metadata={"hepfastsim": json.dumps(meta)})
+        """``PATH.safetensors`` (generator weights) + ``PATH.json`` (scaler, width, metadata)."""
+        meta = {**self.metadata, "format": self.FORMAT, "scaler": asdict(self.scaler), "width": self.generator.width}
+        write_model(path, self.generator.state_dict(), meta)
 
     @classmethod
     def load(cls, path: str | Path) -> DijetGAN:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads(f.metadata()["hepfastsim"])
+        what = "DiJetGAN model"
+        state, meta = read_model(path, cls.FORMAT, what=what, hint=" (train one with 'hepfastsim dijet-gan train')")
         generator = Generator(width=meta.get("width", 32))
-        generator.load_state_dict(load_file(str(path)))
+        load_state(generator, state, path, what=what)
         scaler = FeatureScaler(tuple(meta["scaler"]["low"]), tuple(meta["scaler"]["high"]), meta["scaler"].get("margin", 1.0))
+        meta = {k: v for k, v in meta.items() if k != "format"}
         return cls(generator, scaler, meta)
 
 
