@@ -184,11 +184,12 @@ def girth(pt: np.ndarray, dr: np.ndarray, pt_norm: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def principal_widths(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tuple[float, float]:
-    """(major, minor): sqrt of the eigenvalues of the pT-weighted (eta, phi) covariance.
+def weighted_moments(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    """``(sum_pt, mean_eta, mean_phi, c_ee, c_pp, c_ep)``: the pT-weighted centroid and
+    (eta, phi) covariance of the constituents; all zero when ``sum_pt <= 0``.
 
-    ``deta``, ``dphi`` are coordinates relative to any fixed point (wrapped in phi);
-    the covariance is taken about the pT-weighted centroid. NaN for an empty jet.
+    ``deta``, ``dphi`` are coordinates relative to any fixed point (wrapped in phi). Shared
+    by :func:`principal_widths` (jet axes) and the image rotation of ``kernels.pixelise``.
     """
     sw = 0.0
     me = 0.0
@@ -198,7 +199,7 @@ def principal_widths(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tupl
         me += pt[i] * deta[i]
         mp += pt[i] * dphi[i]
     if sw <= 0.0:
-        return math.nan, math.nan
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     me /= sw
     mp /= sw
     cee = 0.0
@@ -210,9 +211,19 @@ def principal_widths(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tupl
         cee += pt[i] * a * a
         cpp += pt[i] * b * b
         cep += pt[i] * a * b
-    cee /= sw
-    cpp /= sw
-    cep /= sw
+    return sw, me, mp, cee / sw, cpp / sw, cep / sw
+
+
+@njit(cache=True, nogil=True)
+def principal_widths(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tuple[float, float]:
+    """(major, minor): sqrt of the eigenvalues of the pT-weighted (eta, phi) covariance.
+
+    ``deta``, ``dphi`` are coordinates relative to any fixed point (wrapped in phi);
+    the covariance is taken about the pT-weighted centroid. NaN for an empty jet.
+    """
+    sw, _me, _mp, cee, cpp, cep = weighted_moments(pt, deta, dphi)
+    if sw <= 0.0:
+        return math.nan, math.nan
     half_tr = 0.5 * (cee + cpp)
     disc = math.sqrt(0.25 * (cee - cpp) * (cee - cpp) + cep * cep)
     lam1 = half_tr + disc

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit, prange
 
 from hepfastsim.kernels.geometry import delta_phi, wrap_phi
-from hepfastsim.kernels.observables import _per_jet, check_constituents, inclusive_kt_jets
+from hepfastsim.kernels.observables import _per_jet, check_constituents, inclusive_kt_jets, weighted_moments
 
 __all__ = ["pixelise", "image_to_particles", "pixel_centres"]
 
@@ -43,27 +43,8 @@ __all__ = ["pixelise", "image_to_particles", "pixel_centres"]
 @njit(cache=True, nogil=True)
 def _principal_direction(pt, deta, dphi):
     """Unit (eta, phi) direction of the major principal axis, oriented towards the pT side."""
-    sw = 0.0
-    me = 0.0
-    mp = 0.0
-    for i in range(pt.size):
-        sw += pt[i]
-        me += pt[i] * deta[i]
-        mp += pt[i] * dphi[i]
-    if sw <= 0.0:
-        return 0.0, 0.0
-    me /= sw
-    mp /= sw
-    cee = 0.0
-    cpp = 0.0
-    cep = 0.0
-    for i in range(pt.size):
-        a = deta[i] - me
-        b = dphi[i] - mp
-        cee += pt[i] * a * a
-        cpp += pt[i] * b * b
-        cep += pt[i] * a * b
-    if cee == 0.0 and cpp == 0.0:
+    sw, me, mp, cee, cpp, cep = weighted_moments(pt, deta, dphi)
+    if sw <= 0.0 or (cee == 0.0 and cpp == 0.0):
         return 0.0, 0.0
     # angle of the major axis of [[cee, cep], [cep, cpp]]
     theta = 0.5 * math.atan2(2.0 * cep, cee - cpp)
