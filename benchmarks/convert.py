@@ -16,10 +16,8 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import awkward as ak
 import numpy as np
 import uproot
 

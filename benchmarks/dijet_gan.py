@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from hepfastsim.models.dijet_gan import DijetGAN, FeatureScaler, Generator

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 

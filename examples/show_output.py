@@ -28,7 +28,7 @@ def main() -> None:
         reco = jets[i]
         print(f"  event {i}: {len(reco[f'{name}_pt'])} reco jets, pT [GeV] = "
               + ", ".join(f"{pt:.1f}" for pt in reco[f"{name}_pt"][:5])
-              + f"; gen jets pT = " + ", ".join(f"{pt:.1f}" for pt in reco["GenJet_pt"][:5]))
+              + "; gen jets pT = " + ", ".join(f"{pt:.1f}" for pt in reco["GenJet_pt"][:5]))
     idx = jets[f"{name}_genJetIdx"]
     matched = idx >= 0
     response = ak.to_numpy(ak.flatten(jets[f"{name}_pt"][matched] / jets["GenJet_pt"][idx[matched]]))

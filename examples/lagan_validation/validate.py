@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hepfastsim.cli.train_jet_cnn import tagger_aucs
-from hepfastsim.evaluation.image_gan_scores import emd_2d, lagan_observables, lagan_score, pmf_2d
+from hepfastsim.evaluation.image_gan_scores import lagan_observables, lagan_score
 from hepfastsim.evaluation.plots import _label, plot_distribution
 from hepfastsim.models.image_samples import build_images
 from hepfastsim.models.jet_cnn import load_jet_cnn, predict

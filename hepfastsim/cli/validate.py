@@ -59,13 +59,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def _label_path(text: str) -> tuple[str, str]:
-    if "=" in text and not Path(text).exists():
-        label, path = text.split("=", 1)
-        return label, path
-    return Path(text).stem, text
-
-
 def run(args: argparse.Namespace) -> int:
     from hepfastsim.errors import HepfastsimError
 
@@ -79,13 +72,21 @@ def run(args: argparse.Namespace) -> int:
                 raise HepfastsimError(f"--level {args.level} is not available in this version") from None
             raise
         return int(module.run(args) or 0)
-    from hepfastsim.evaluation.validate import Criteria, make_plots, read_jets, summary_markdown, validate, write_report
+    from hepfastsim.evaluation.validate import (
+        Criteria,
+        candidate_label_path,
+        make_plots,
+        read_jets,
+        summary_markdown,
+        validate,
+        write_report,
+    )
 
     console = Console(stderr=True)
     reference = read_jets(args.reference, args.reference_collection, tree=args.tree, max_events=args.max_events)
     candidates = {}
     for text in args.candidate:
-        label, path = _label_path(text)
+        label, path = candidate_label_path(text)
         if label in candidates:
             raise HepfastsimError(f"candidate label {label!r} given twice; use LABEL=FILE")
         candidates[label] = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events)

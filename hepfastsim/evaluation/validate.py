@@ -40,8 +40,17 @@ from hepfastsim.io.schema import OVERSAMPLE_INDEX_BRANCH
 
 __all__ = [
     "RECO_VARIABLES", "JetTable", "Criteria", "ValidationResult", "read_jets", "validate", "write_report",
-    "summary_markdown", "make_plots", "record_in_metadata",
+    "summary_markdown", "make_plots", "record_in_metadata", "candidate_label_path",
 ]
+
+def candidate_label_path(text: str) -> tuple[str, str]:
+    """``(label, path)`` of a ``--candidate [LABEL=]FILE`` argument (an existing file whose
+    name holds ``=`` is a path; without a label, the file's stem is the label)."""
+    if "=" in text and not Path(text).exists():
+        label, path = text.split("=", 1)
+        return label, path
+    return Path(text).stem, text
+
 
 #: Reco variables compared when both collections have them.
 RECO_VARIABLES: tuple[str, ...] = ("pt", "eta", "phi", "mass", "nConstituents", "area")

@@ -287,7 +287,7 @@ def _generated_images(pairs: Any, rows: np.ndarray, seed: int) -> np.ndarray:
 
 
 def summary_markdown(result: Comparison, reference: str, candidate: str) -> str:
-    lines = [f"# Image-GAN validation (seed 000, arXiv:1805.00850)\n",
+    lines = ["# Image-GAN validation (seed 000, arXiv:1805.00850)\n",
              f"reference: `{reference}`  \ncandidate: `{candidate}`\n",
              f"- reference reco jets in domain: {result.n_reference:,}; candidate image jets: {result.n_candidate:,}; "
              f"common gen jets compared: {result.n_common:,}",
@@ -325,10 +325,11 @@ def run(args: argparse.Namespace) -> int:
 
     from hepfastsim.errors import HepfastsimError
     from hepfastsim.evaluation.plots import plot_distribution
+    from hepfastsim.evaluation.validate import candidate_label_path
 
     if len(args.candidate) != 1:
         raise HepfastsimError(f"--level images takes one --candidate, got {len(args.candidate)}")
-    cand_path = args.candidate[0].split("=", 1)[-1] if not Path(args.candidate[0]).exists() else args.candidate[0]
+    cand_path = candidate_label_path(args.candidate[0])[1]
     console = Console(stderr=True)
     with console.status("reference images and observables"):
         ref, pairs = reference_jets(args.reference, tree=args.tree, max_events=args.max_events)

@@ -212,16 +212,10 @@ def make_plots(reference: ParticleJets, candidates: Mapping[str, ParticleJets], 
     return paths
 
 
-def _label_path(text: str) -> tuple[str, str]:
-    if "=" in text and not Path(text).exists():
-        label, path = text.split("=", 1)
-        return label, path
-    return Path(text).stem, text
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from hepfastsim.evaluation.validate import candidate_label_path
     from hepfastsim.io.schema import extra_collection_name
 
     console = Console(stderr=True)
@@ -232,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     cand_coll = args.candidate_collection
     candidates: dict[str, ParticleJets] = {}
     for text in args.candidate:
-        label, path = _label_path(text)
+        label, path = candidate_label_path(text)
         if label in candidates:
             raise HepfastsimError(f"candidate label {label!r} given twice; use LABEL=FILE")
         with console.status(f"reading {label}"):

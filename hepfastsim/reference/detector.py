@@ -273,7 +273,6 @@ def _detector_kernel(offsets, px, py, pz, e, pdg, charge, is_pu,
             phi = math.atan2(py[i], px[i])
             aeta = abs(eta)
             q = charge[i]
-            p2 = px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i]
             energy = e[i]
             # -- tracking
             tracked = False
