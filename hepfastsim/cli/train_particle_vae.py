@@ -137,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     model.metadata["training"]["phase_space"] = {"reco_jet_pt_min_gev": args.pt_min, "reco_jet_abs_eta_max": args.eta_max}
     model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)
     model.metadata["retrain_command"] = retrain_command(args)
+    if init is not None:  # the whole chain, oldest first: running it in order rebuilds these weights
+        earlier = init.metadata.get("retrain_commands") or [init.metadata.get("retrain_command")]
+        model.metadata["retrain_commands"] = [c for c in earlier if c] + [model.metadata["retrain_command"]]
     weights, meta = save_model(model, base, half=args.half)
     out = Console()
     out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "

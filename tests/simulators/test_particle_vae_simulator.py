@@ -131,3 +131,18 @@ def test_validate_particles_cli(weights: Path, converted: Path, tmp_path: Path) 
     assert 0.0 <= entry["classifier_auc"] <= 1.0
     assert (out / "particles_flow1.png").stat().st_size > 1000
     assert s["reference"]["jets"] > 0
+
+
+def test_train_cli_continues_and_records_the_chain(weights: Path, tmp_path: Path) -> None:
+    if weights.name.endswith("conv"):
+        pytest.skip("one architecture is enough for the CLI")
+    common = ["train", "particle-vae", "--data", str(EXAMPLE), "--architecture", "set", "--pt-min", "30",
+              "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "c.json").read_text())
+    chain = meta["retrain_commands"]
+    assert len(chain) == 3 and chain[-1] == meta["retrain_command"]
+    assert [c.split("--out ")[1].split()[0] for c in chain] == [str(tmp_path / n) for n in "abc"]
+    assert meta["training"]["init"]["model"] == str(tmp_path / "b")
