@@ -464,8 +464,9 @@ def compact_summary(result: ValidationResult) -> dict[str, Any]:
 
 def record_in_metadata(result: ValidationResult, model: str | os.PathLike[str], name: str) -> Path:
     """Add :func:`compact_summary` under ``validation[name]`` of a kinematics model's JSON metadata."""
-    base = Path(model)
-    meta = (base.with_suffix("") if base.suffix in (".json", ".safetensors") else base).with_suffix(".json")
+    from hepfastsim.models.weights_file import model_paths
+
+    meta = model_paths(model)[1]
     if not meta.is_file():
         raise HepfastsimError(f"no model metadata {str(meta)!r} to record the validation in")
     doc = json.loads(meta.read_text())
