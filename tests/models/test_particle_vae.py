@@ -215,5 +215,9 @@ def test_shipped_weights_load_and_carry_their_metadata() -> None:
     model = load_model(base)
     assert model.config.architecture == "set"
     assert model.metadata["retrain_command"].startswith("hepfastsim train particle-vae")
-    (validation,) = model.metadata["validation"].values()
-    assert set(validation["w1_ratio"]) >= {"pt", "mass", "flow1", "flow4", "px"}
+    assert model.metadata["validation"]  # one entry per held-out sample
+    for validation in model.metadata["validation"].values():
+        assert set(validation["w1_ratio"]) >= {"pt", "mass", "flow1", "flow4", "px"}
+        assert validation["w1_ratio"]["pt"] < validation["paper_conv_same_sample"]["w1_ratio"]["pt"]
+    chain = model.metadata["retrain_commands"]
+    assert chain[-1] == model.metadata["retrain_command"] and all(c.startswith("hepfastsim train") for c in chain)
