@@ -464,12 +464,6 @@ def compact_summary(result: ValidationResult) -> dict[str, Any]:
 
 def record_in_metadata(result: ValidationResult, model: str | os.PathLike[str], name: str) -> Path:
     """Add :func:`compact_summary` under ``validation[name]`` of a kinematics model's JSON metadata."""
-    from hepfastsim.models.weights_file import model_paths
+    from hepfastsim.models.weights_file import record_validation
 
-    meta = model_paths(model)[1]
-    if not meta.is_file():
-        raise HepfastsimError(f"no model metadata {str(meta)!r} to record the validation in")
-    doc = json.loads(meta.read_text())
-    doc.setdefault("validation", {})[name] = compact_summary(result)
-    meta.write_text(json.dumps(doc, indent=1) + "\n")
-    return meta
+    return record_validation(model, name, compact_summary(result))

@@ -304,19 +304,15 @@ def summary_markdown(result: Comparison, reference: str, candidate: str) -> str:
 
 def _record(result: Comparison, model: str, name: str, reference: str, candidate: str) -> Path:
     """Add the headline figures under ``validation[name]`` of an image-GAN model's JSON metadata."""
-    base = Path(model)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    js = base.with_suffix(".json")
-    meta = json.loads(js.read_text())
+    from hepfastsim.models.weights_file import record_validation
+
     d = result.to_dict()
-    meta.setdefault("validation", {})[name] = {
+    return record_validation(model, name, {
         "reference": reference, "candidate": candidate,
         "w1_ratio": {k: round(v["value"], 3) for k, v in d["w1_ratio"].items()},
         "classifier_auc": round(d["classifier_auc"][0], 4), "n_common_gen_jets": d["n_common_gen_jets"],
         "efficiency_in_domain": d["efficiency_in_domain"], "criterion": d["criterion"],
-    }
-    js.write_text(json.dumps(meta, indent=2, default=float) + "\n")
-    return js
+    })
 
 
 def run(args: argparse.Namespace) -> int:

@@ -252,15 +252,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _record(result: Mapping[str, Any], model: str, name: str) -> None:
     """Store the figures of the (single) candidate under ``validation[name]`` of a model's JSON."""
-    base = Path(model)
-    meta = (base.with_suffix("") if base.suffix in (".json", ".safetensors") else base).with_suffix(".json")
-    if not meta.is_file():
-        raise HepfastsimError(f"no model metadata {str(meta)!r} to record the validation in")
+    from hepfastsim.models.weights_file import record_validation
+
     if len(result["candidates"]) != 1:
         raise HepfastsimError(f"--record-in needs exactly one candidate, got {len(result['candidates'])}")
-    doc = json.loads(meta.read_text())
     (entry,) = result["candidates"].values()
-    doc.setdefault("validation", {})[name] = {"reference": result["reference"],
-                                             **{k: v for k, v in entry.items() if k != "plots"}}
-    meta.write_text(json.dumps(doc, indent=1) + "\n")
+    record_validation(model, name, {"reference": result["reference"], **{k: v for k, v in entry.items() if k != "plots"}})
 

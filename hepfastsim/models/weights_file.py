@@ -48,6 +48,13 @@ def json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _read_json(meta: Path, what: str) -> Any:
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelError(f"cannot read {what} metadata {str(meta)!r}: {err}") from err
+
+
 def write_model(
     path: str | Path,
     tensors: Mapping[str, torch.Tensor],
@@ -92,10 +99,7 @@ def read_model(path: str | Path, fmt: str, *, what: str, hint: str = "") -> tupl
     for p in (weights, meta):
         if not p.is_file():
             raise ModelError(f"cannot load {what}: no file {str(p)!r}{hint}")
-    try:
-        document = json.loads(meta.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelError(f"cannot read {what} metadata {str(meta)!r}: {err}") from err
+    document = _read_json(meta, what)
     if not isinstance(document, dict) or document.get("format") != fmt:
         got = document.get("format") if isinstance(document, dict) else type(document).__name__
         raise ModelError(f"{what} metadata {str(meta)!r}: expected format {fmt!r}, got {got!r}")
@@ -117,3 +121,17 @@ def load_state(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], pat
         raise ModelError(
             f"{what} weights {str(weights)!r} do not match the architecture in {str(meta)!r}: {first}"
         ) from err
+
+
+def record_validation(path: str | Path, name: str, entry: Mapping[str, Any]) -> Path:
+    """Store ``entry`` under ``validation[name]`` of an existing ``MODEL.json`` (any model
+    kind) and return that path; :class:`ModelError` naming the file when there is none."""
+    meta = model_paths(path)[1]
+    if not meta.is_file():
+        raise ModelError(f"no model metadata {str(meta)!r} to record the validation in")
+    doc = _read_json(meta, "model")
+    if not isinstance(doc, dict):
+        raise ModelError(f"model metadata {str(meta)!r}: expected a JSON object, got {type(doc).__name__}")
+    doc.setdefault("validation", {})[name] = dict(entry)
+    meta.write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
+    return meta

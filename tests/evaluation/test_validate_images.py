@@ -66,3 +66,17 @@ def test_cli_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "val" / "summary.json").read_text())
     assert set(VARIABLES) <= set(summary["w1_ratio"]) and np.isfinite(summary["classifier_auc"][0])
     assert summary["n_common_gen_jets"] > 500
+    # --record-in: the headline figures go into a model JSON (a copy of the shipped one here)
+    import shutil
+
+    from hepfastsim.simulators.image_gan import DEFAULT_WEIGHTS
+
+    model = tmp_path / "model"
+    shutil.copy(DEFAULT_WEIGHTS.with_suffix(".json"), model.with_suffix(".json"))
+    rc = main(["validate", "--level", "images", "--reference", str(EXAMPLE), "--candidate", str(tmp_path / "out.root"),
+               "--out", str(tmp_path / "val2"), "--no-plots", "--threads", "1", "--record-in", str(model),
+               "--record-name", "toy"])
+    assert rc == 0
+    recorded = json.loads(model.with_suffix(".json").read_text())["validation"]["toy"]
+    assert recorded["w1_ratio"]["pTD"] == round(summary["w1_ratio"]["pTD"]["value"], 3)
+    assert recorded["n_common_gen_jets"] == summary["n_common_gen_jets"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hepfastsim.errors import ModelError
-from hepfastsim.models.weights_file import load_state, model_paths, read_model, write_model
+from hepfastsim.models.weights_file import load_state, model_paths, read_model, record_validation, write_model
 
 
 def test_paths_accept_either_suffix(tmp_path: Path) -> None:
@@ -59,3 +59,14 @@ def test_load_state_mismatch_names_both_files(tmp_path: Path) -> None:
     good = {"weight": torch.ones(2, 3), "bias": torch.ones(2)}
     load_state(module, good, tmp_path / "m", what="test model")
     assert torch.equal(module.weight, torch.ones(2, 3))
+
+
+def test_record_validation_keeps_the_rest_and_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"no model metadata .*none\.json"):
+        record_validation(tmp_path / "none", "held-out", {"auc": 0.5})
+    assert not (tmp_path / "none.json").exists()
+    write_model(tmp_path / "m", {"w": torch.zeros(2)}, {"format": "test-v1", "validation": {"old": {"auc": 0.6}}})
+    meta = record_validation(tmp_path / "m.safetensors", "new", {"auc": np.float32(0.5), "n": np.int64(3)})
+    assert meta == tmp_path / "m.json"
+    _, doc = read_model(tmp_path / "m", "test-v1", what="test model")
+    assert doc["validation"] == {"old": {"auc": 0.6}, "new": {"auc": 0.5, "n": 3}}

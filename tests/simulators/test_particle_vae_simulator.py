@@ -131,6 +131,14 @@ def test_validate_particles_cli(weights: Path, converted: Path, tmp_path: Path) 
     assert 0.0 <= entry["classifier_auc"] <= 1.0
     assert (out / "particles_flow1.png").stat().st_size > 1000
     assert s["reference"]["jets"] > 0
+    # --record-in stores the same figures in the model's JSON, beside what it held
+    args = ["validate", "--level", "particles", "--reference", str(EXAMPLE), "--candidate", f"vae={converted}",
+            "--out", str(tmp_path / "val2"), "--threads", "1", "--no-plots", "--record-in", str(weights),
+            "--record-name", "toy"]
+    assert main(args) == 0
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["validation"]["toy"]["w1_ratio"] == entry["w1_ratio"]
+    assert meta["format"] == "hepfastsim.particle_vae/1"
 
 
 def test_train_cli_continues_and_records_the_chain(weights: Path, tmp_path: Path) -> None:
