@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
-from pathlib import Path
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["add_parser", "add_common_options", "prepare_output", "TRAIN_KIND_MODULES"]
+__all__ = ["add_parser", "add_common_options", "prepare_output", "retrain_chain", "TRAIN_KIND_MODULES"]
 
 # Modules adding a model kind to ``hepfastsim train``, in the order ``--help`` lists them.
 TRAIN_KIND_MODULES: tuple[str, ...] = (
@@ -45,17 +45,26 @@ def prepare_output(out: str, overwrite: bool, threads: int | None = None) -> Pat
     """MODEL path without suffix (``x.safetensors`` -> ``x``); refuses existing
     ``MODEL.safetensors``/``MODEL.json`` without ``overwrite``; sets torch's thread count."""
     from hepfastsim.errors import OutputError
+    from hepfastsim.models.weights_file import model_paths
 
-    base = Path(out)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    for p in (Path(f"{base}.safetensors"), Path(f"{base}.json")):
+    paths = model_paths(out)
+    for p in paths:
         if p.exists() and not overwrite:
             raise OutputError(str(p), "it exists (use --overwrite)")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    return base
+    return paths[0].with_suffix("")
+
+
+def retrain_chain(init_metadata: dict | None, command: str) -> list[str]:
+    """The commands that rebuild a model, oldest first: those recorded in the ``--init``
+    model's metadata (``retrain_commands``, else its ``retrain_command``), then ``command``."""
+    if init_metadata is None:
+        return [command]
+    earlier = init_metadata.get("retrain_commands") or [init_metadata.get("retrain_command")]
+    return [c for c in earlier if c] + [command]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -113,8 +122,6 @@ def retrain_command(args: argparse.Namespace) -> str:
 
 
 def run_kinematics(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.kinematics_flow import n_parameters, save_model
     from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
@@ -158,8 +165,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         model = train_kinematics(data, config, on_progress=on_epoch, init=init)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain of commands that made these weights
-        earlier = init.metadata.get("retrain_commands") or [init.metadata.get("retrain_command")]
-        model.metadata["retrain_commands"] = [c for c in earlier if c] + [model.metadata["retrain_command"]]
+        model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
     model.metadata["training"]["seconds"] = round(time.perf_counter() - start, 1)
     weights, meta = save_model(model, base)
     out = Console()

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hepfastsim.cli.train import add_common_options, prepare_output
+from hepfastsim.cli.train import add_common_options, prepare_output, retrain_chain
 
 __all__ = ["add_kind"]
 
@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain, oldest first: running it in order rebuilds these weights
-        earlier = init.metadata.get("retrain_commands") or [init.metadata.get("retrain_command")]
-        model.metadata["retrain_commands"] = [c for c in earlier if c] + [model.metadata["retrain_command"]]
+        model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
     weights, meta = save_model(model, base, half=args.half)
     out = Console()
     out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "

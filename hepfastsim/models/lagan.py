@@ -523,15 +523,10 @@ class ImageGenerator:
         for k, v in self.network.state_dict().items():
             if k in ("idx1", "idx2") and isinstance(self.network, FusedLaganGenerator):
                 continue  # geometry only: rebuilt by load()
-            v = v.detach().contiguous()
-            if v.dtype == torch.long:
-                v = v.to(torch.int32)
-            elif half and v.is_floating_point():
-                v = v.half()
-            tensors[k] = v
+            tensors[k] = v.to(torch.int32) if v.dtype == torch.long else v
         meta = {"format": self.FORMAT, "config": asdict(self.config), "fused": isinstance(self.network, FusedLaganGenerator),
                 **self.metadata}
-        write_model(path, tensors, meta)
+        write_model(path, tensors, meta, half=half)
 
     @classmethod
     def load(cls, path: str | Path | None = None, precision: str = "float32") -> ImageGenerator:

@@ -93,7 +93,7 @@ class ParticleVAESimulator(LearnedSimulator):
 
     ``architecture``: ``"set"`` (our masked set variant, the default and the shipped weights:
     a conditional VAE whose latent is drawn from N(0, 1); on held-out QCD its Flow_1..3 W1
-    ratios are 1.2-1.8 against 10-22 for the paper's architecture) or ``"conv"`` (the paper's,
+    ratios are 1.3-1.8 against 10-22 for the paper's architecture) or ``"conv"`` (the paper's,
     not shipped); ``weights``: a model written by ``hepfastsim
     train particle-vae`` (overrides ``architecture``), else ``$HEPFASTSIM_PARTICLE_VAE_WEIGHTS``
     or the shipped weights of ``architecture``.
