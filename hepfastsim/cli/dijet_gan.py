@@ -52,8 +52,11 @@ def train(args: argparse.Namespace) -> int:
     import torch
 
     from hepfastsim.models.dijet_gan import DijetGANConfig, load_dijet_features, train_dijet_gan
+    from hepfastsim.models.weights_file import model_paths
 
-    check_destination(args.out, overwrite=args.overwrite)
+    outputs = model_paths(args.out)  # MODEL.safetensors + MODEL.json
+    for path in outputs:
+        check_destination(path, overwrite=args.overwrite)
     if args.tail_power < 0:
         raise HepfastsimError(f"--tail-power must be >= 0 (0: the paper), got {args.tail_power}")
     torch.set_num_threads(args.threads)
@@ -91,7 +94,7 @@ def train(args: argparse.Namespace) -> int:
         "retrain_command": "hepfastsim " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
     gan.save(args.out)
-    Console().print(f"wrote {args.out}: best iteration {best['iteration']}, mean chi2/ndf {best['mean_chi2']:.2f} on {len(val)} held-out events")
+    Console().print(f"wrote {outputs[0]} and {outputs[1].name}: best iteration {best['iteration']}, mean chi2/ndf {best['mean_chi2']:.2f} on {len(val)} held-out events")
     return 0
 
 

@@ -155,3 +155,11 @@ def test_negative_tail_power_is_refused(tmp_path, capsys) -> None:
     out = tmp_path / "gan.safetensors"
     assert main(["dijet-gan", "train", "--data", "x.root", "--tail-power", "-1", "--out", str(out)]) == 1
     assert "--tail-power" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_refuses_to_overwrite_either_model_file(tmp_path, capsys) -> None:
+    (tmp_path / "gan.json").write_text("{}")  # the metadata half of an earlier model
+    out = tmp_path / "gan.safetensors"
+    assert main(["dijet-gan", "train", "--data", "x.root", "--out", str(out)]) == 1
+    assert "gan.json" in capsys.readouterr().err and not out.exists()
+    assert (tmp_path / "gan.json").read_text() == "{}"
