@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import argparse
 
-import uproot
-
+from hepfastsim.errors import HepfastsimError
+from hepfastsim.io.nanoaod import open_tree
 from hepfastsim.io.writer import AtomicRootWriter
+
+
+def merge(out: str, inputs: list[str], tree: str = "Events", overwrite: bool = False) -> None:
+    # open every input first: a missing file or tree fails before anything is written
+    sources = [open_tree(path, tree) for path in inputs]
+    with AtomicRootWriter(out, overwrite=overwrite) as writer:
+        for source in sources:
+            # counters (nJet, ...) are rewritten by the writer from the jagged branches
+            names = [b for b in source.branch_names if b not in set(source.counters.values())]
+            writer.extend(tree, source.tree.arrays(names, library="ak", how=dict), counters=source.counters)
+            print(f"merged {source.path}", flush=True)
 
 
 def main() -> None:
@@ -23,14 +34,10 @@ def main() -> None:
     ap.add_argument("--tree", default="Events")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
-    with AtomicRootWriter(args.out, overwrite=args.overwrite) as out:
-        for path in args.inputs:
-            with uproot.open(path) as f:
-                tree = f[args.tree]
-                # counters (nJet, ...) are rewritten by the writer from the jagged branches
-                names = [b for b in tree.keys() if not (b.startswith("n") and "_" not in b)]
-                out.extend(args.tree, tree.arrays(names, library="ak", how=dict))
-            print(f"merged {path}", flush=True)
+    try:
+        merge(args.out, args.inputs, args.tree, args.overwrite)
+    except HepfastsimError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
