@@ -49,6 +49,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--beta", type=float, default=1.0 / 9.0, help="KL weight (paper: 1/9)")
     k.add_argument("--alpha-m", type=float, default=1.0, help="jet-mass term weight (paper: 1)")
     k.add_argument("--alpha-pt", type=float, default=0.1, help="jet-pT term weight (paper: 0.1)")
+    k.add_argument("--alpha-dist", type=float, default=0.0,
+                   help="set with --posterior reco only: weight of the batch term matching the jet pT and mass "
+                   "response distributions of prior-decoded jets (as at inference) to the reco jets; 0: off")
     k.add_argument("--jet-scale", type=float, default=100.0,
                    help="GeV unit of jet pT and mass in the loss (sets the size of the alpha terms against Chamfer)")
     k.add_argument("--init", metavar="MODEL", default=None, help="start from this model's weights (same architecture)")
@@ -66,7 +69,7 @@ def retrain_command(args: argparse.Namespace) -> str:
              "--architecture", args.architecture, "--posterior", args.posterior, "--pt-min", str(args.pt_min), "--eta-max", str(args.eta_max),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
              "--learning-rate", str(args.learning_rate), "--beta", str(args.beta), "--alpha-m", str(args.alpha_m),
-             "--alpha-pt", str(args.alpha_pt), "--jet-scale", str(args.jet_scale), "--holdout", str(args.holdout), "--seed", str(args.seed)]
+             "--alpha-pt", str(args.alpha_pt), "--alpha-dist", str(args.alpha_dist), "--jet-scale", str(args.jet_scale), "--holdout", str(args.holdout), "--seed", str(args.seed)]
     for flag, value in (("--max-events", args.max_events), ("--max-minutes", args.max_minutes),
                         ("--threads", args.threads), ("--init", args.init), ("--cache", args.cache)):
         if value is not None:
@@ -89,6 +92,9 @@ def run(args: argparse.Namespace) -> int:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
     if not 0.0 <= args.beta <= 1.0:
         raise HepfastsimError(f"--beta must be in [0, 1], got {args.beta}")
+    if args.alpha_dist < 0 or (args.alpha_dist > 0 and (args.architecture, args.posterior) != ("set", "reco")):
+        raise HepfastsimError(f"--alpha-dist must be >= 0 and needs --architecture set --posterior reco, got "
+                              f"{args.alpha_dist} with {args.architecture}/{args.posterior}")
     base = prepare_output(args.out, args.overwrite, args.threads)
     console = Console(stderr=True)
     start = time.perf_counter()
@@ -117,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
                               + " ".join(f"{k} {v:.4g}" for k, v in parts.items()))
 
         cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta,
-                        alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, jet_scale_gev=args.jet_scale,
-                        residual=args.residual)
+                        alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, alpha_dist=args.alpha_dist,
+                        jet_scale_gev=args.jet_scale, residual=args.residual)
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
         init = None

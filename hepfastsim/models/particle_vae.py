@@ -23,7 +23,11 @@ Loss (paper eq. 1): ``beta * KL + (1 - beta) * (Chamfer + alpha_m (m - m_hat)^2 
 alpha_pT (pT - pT_hat)^2)``, with jet pT and mass computed from the output constituents
 (massless) in units of ``VAEConfig.jet_scale_gev`` (default :data:`JET_SCALE_GEV`; the paper
 chose its alphas so that the terms have similar magnitudes); the set variant adds the
-multiplicity cross-entropy.
+multiplicity cross-entropy and, optionally (``alpha_dist``), a batch term that matches the
+jet mass and pT response distributions of jets decoded from the prior to the reco ones.
+Chamfer is mode-seeking: a decoder trained on it alone places each reco particle at the
+centre of its smearing, which makes low-mass jets too light and too narrow in mass when z is
+drawn from the prior; the distribution term acts on exactly what inference produces.
 """
 
 from __future__ import annotations
@@ -86,6 +90,10 @@ class VAEConfig:
     residual: bool = False
     multiplicity_weight: float = 0.05
     jet_scale_gev: float = JET_SCALE_GEV  # jet pT and mass enter the loss in this unit (GeV)
+    # set variant with posterior "reco" only: weight of a batch distribution term on jets decoded
+    # from the *prior* (as at inference): squared distance between the sorted log responses
+    # (jet mass and pT over the gen jet's) of those jets and of the reco jets (a 1-d W2^2)
+    alpha_dist: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:

@@ -37,7 +37,7 @@ from hepfastsim.models.particle_vae import (
     to_cartesian,
 )
 
-__all__ = ["PairData", "TrainConfig", "PAIR_BRANCHES", "load_pairs", "padded_constituents", "train_vae"]
+__all__ = ["PairData", "TrainConfig", "PAIR_BRANCHES", "load_pairs", "padded_constituents", "response_w2", "train_vae"]
 
 PAIR_BRANCHES: tuple[str, ...] = (
     "GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass",
@@ -267,7 +267,31 @@ def _loss_set(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tuple
     loss = cfg.beta * kl + (1 - cfg.beta) * (rec + cfg.alpha_m * lm + cfg.alpha_pt * lpt) + cfg.multiplicity_weight * ce
     parts = {"kl": kl.mean().item(), "chamfer": rec.mean().item(), "mass": lm.mean().item(), "pt": lpt.mean().item(),
              "multiplicity": ce.mean().item()}
-    return loss.mean(), parts
+    loss = loss.mean()
+    if cfg.alpha_dist > 0 and cfg.posterior == "reco":
+        # jets decoded from the prior, as at inference, against the reco jets of the batch
+        out_p, _ = module.decode(torch.randn_like(mu), b["ctx"], mem, mx, pooled, x)
+        pt_p, m_p = _set_jet(out_p * sd + mean, b["jet"], slot_mask, cfg.jet_scale_gev)
+        dist = response_w2(pt_p, m_p, pt, m, b["jet"][:, 0], b["ctx"][:, 2], cfg.jet_scale_gev)
+        loss = loss + (1 - cfg.beta) * cfg.alpha_dist * dist
+        parts["dist"] = dist.item()
+    return loss, parts
+
+
+def response_w2(pt_hat: Any, m_hat: Any, pt: Any, m: Any, gen_pt: Any, gen_log_m: Any, scale: float) -> Any:
+    """Sum over jet pT and mass of the squared 1-d Wasserstein-2 distance between the batch
+    distributions of the log responses of generated (``*_hat``) and reco jets.
+
+    ``pt*``, ``m*``: (B,) in units of ``scale`` GeV; ``gen_pt``: (B,) GeV; ``gen_log_m``: the
+    set context's log(m_gen / 10 GeV). 1-d W2 between equal-size samples is the mean squared
+    difference of the sorted values, so the term is differentiable through ``torch.sort``.
+    """
+    torch = __import__("torch")
+    gen_m = 10.0 * torch.exp(gen_log_m)
+    r_pt = lambda p: torch.log(p * scale / gen_pt)  # noqa: E731
+    r_m = lambda q: torch.log1p(q * scale) - torch.log1p(gen_m)  # noqa: E731
+    w2 = lambda a, c: ((torch.sort(a).values - torch.sort(c).values) ** 2).mean()  # noqa: E731
+    return w2(r_pt(pt_hat), r_pt(pt)) + w2(r_m(m_hat), r_m(m))
 
 
 def train_vae(

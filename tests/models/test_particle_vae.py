@@ -27,7 +27,7 @@ from hepfastsim.models.particle_vae import (
     to_cartesian,
     to_polar,
 )
-from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, train_vae
+from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, response_w2, train_vae
 
 SMALL = Path(__file__).resolve().parents[2] / "examples" / "qcd_small.root"
 
@@ -205,6 +205,38 @@ def test_warm_start_keeps_weights_and_standardiser(pairs: PairData) -> None:
     assert again.standardiser == first.standardiser
     for k, v in first.module.state_dict().items():  # learning rate 0: nothing moves
         torch.testing.assert_close(again.module.state_dict()[k], v)
+
+
+def test_response_w2_is_the_sorted_distance_of_the_log_responses() -> None:
+    g = torch.Generator().manual_seed(1)
+    gen_pt = 200.0 + 100.0 * torch.rand(64, generator=g)
+    gen_log_m = torch.log(torch.full((64,), 3.0))  # m_gen = 30 GeV
+    pt = gen_pt * torch.exp(0.1 * torch.randn(64, generator=g)) / 5.0  # in units of 5 GeV
+    m = 30.0 * torch.exp(0.2 * torch.randn(64, generator=g)) / 5.0
+    same = response_w2(pt, m, pt, m, gen_pt, gen_log_m, 5.0)
+    assert same.item() == 0.0
+    # a pure shift of the log pT response by 0.05 (mass unchanged): W2^2 = 0.05^2
+    shifted = response_w2(pt * np.exp(0.05), m, pt, m, gen_pt, gen_log_m, 5.0)
+    assert shifted.item() == pytest.approx(0.05**2, rel=1e-4)
+    # a distance of distributions, not of jets: responses handed to the wrong jets cost nothing
+    perm = torch.randperm(64, generator=g)
+    pt_swapped = gen_pt * (pt * 5.0 / gen_pt)[perm] / 5.0
+    assert response_w2(pt_swapped, m[perm], pt, m, gen_pt, gen_log_m, 5.0).item() == pytest.approx(0.0, abs=1e-10)
+    # and it has gradients (through the sort) towards the reference
+    m_hat = (m * 0.8).clone().requires_grad_(True)
+    response_w2(pt, m_hat, pt, m, gen_pt, gen_log_m, 5.0).backward()
+    assert torch.all(m_hat.grad < 0)  # every generated mass is too low: the loss pushes each up
+
+
+def test_prior_distribution_term_is_trained_and_reported(pairs: PairData) -> None:
+    cfg = VAEConfig(architecture="set", posterior="reco", jet_scale_gev=5.0, alpha_dist=100.0)
+    few = pairs.subset(np.arange(40))
+    model = train_vae(few, cfg, TrainConfig(epochs=1, batch_size=8, holdout_fraction=0.3, eval_every=1))
+    hist = model.metadata["training"]["history"]
+    assert hist and all(np.isfinite(h["dist"]) and h["dist"] >= 0 for h in hist)
+    off = train_vae(few, VAEConfig(architecture="set", posterior="reco", jet_scale_gev=5.0),
+                    TrainConfig(epochs=1, batch_size=8, holdout_fraction=0.3, eval_every=1))
+    assert "dist" not in off.metadata["training"]["history"][0]
 
 
 def test_shipped_weights_load_and_carry_their_metadata() -> None:

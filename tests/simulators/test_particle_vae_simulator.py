@@ -154,3 +154,17 @@ def test_train_cli_continues_and_records_the_chain(weights: Path, tmp_path: Path
     assert len(chain) == 3 and chain[-1] == meta["retrain_command"]
     assert [c.split("--out ")[1].split()[0] for c in chain] == [str(tmp_path / n) for n in "abc"]
     assert meta["training"]["init"]["model"] == str(tmp_path / "b")
+
+
+def test_train_cli_prior_distribution_term(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if weights.name.endswith("conv"):
+        pytest.skip("one architecture is enough for the CLI")
+    common = ["train", "particle-vae", "--data", str(EXAMPLE), "--architecture", "set", "--pt-min", "30",
+              "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet", "--alpha-dist", "50"]
+    # the term decodes from the prior, so it needs the conditional VAE: refused before any reading
+    assert main([*common, "--out", str(tmp_path / "gen")]) == 1
+    assert "--posterior reco" in capsys.readouterr().err and not (tmp_path / "gen.json").exists()
+    assert main([*common, "--posterior", "reco", "--out", str(tmp_path / "reco")]) == 0
+    meta = json.loads((tmp_path / "reco.json").read_text())
+    assert meta["config"]["alpha_dist"] == 50.0 and "--alpha-dist 50.0" in meta["retrain_command"]
+    assert all("dist" in h for h in meta["training"]["history"])
