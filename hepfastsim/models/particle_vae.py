@@ -92,7 +92,7 @@ class VAEConfig:
     jet_scale_gev: float = JET_SCALE_GEV  # jet pT and mass enter the loss in this unit (GeV)
     # set variant with posterior "reco" only: weight of a batch distribution term on jets decoded
     # from the *prior* (as at inference): squared distance between the sorted log responses
-    # (jet mass and pT over the gen jet's) of those jets and of the reco jets (a 1-d W2^2)
+    # (jet mass and pT over the gen jet's) of those jets and of the reco jets (1-d W2^2 over the reco variance)
     alpha_dist: float = 0.0
 
     @classmethod

@@ -215,9 +215,10 @@ def test_response_w2_is_the_sorted_distance_of_the_log_responses() -> None:
     m = 30.0 * torch.exp(0.2 * torch.randn(64, generator=g)) / 5.0
     same = response_w2(pt, m, pt, m, gen_pt, gen_log_m, 5.0)
     assert same.item() == 0.0
-    # a pure shift of the log pT response by 0.05 (mass unchanged): W2^2 = 0.05^2
+    # a pure shift of the log pT response by 0.05 (mass unchanged): W2^2 = 0.05^2, in units of
+    # the variance of the reference's log pT response
     shifted = response_w2(pt * np.exp(0.05), m, pt, m, gen_pt, gen_log_m, 5.0)
-    assert shifted.item() == pytest.approx(0.05**2, rel=1e-4)
+    assert shifted.item() == pytest.approx(0.05**2 / torch.log(pt * 5.0 / gen_pt).var().item(), rel=1e-4)
     # a distance of distributions, not of jets: responses handed to the wrong jets cost nothing
     perm = torch.randperm(64, generator=g)
     pt_swapped = gen_pt * (pt * 5.0 / gen_pt)[perm] / 5.0
