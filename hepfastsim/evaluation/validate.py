@@ -3,8 +3,12 @@
 The usual inputs are a reference file (``Jet_*`` from the full/reference simulation) and
 the output of ``hepfastsim convert REF.root OUT.root`` (which keeps ``Jet_*`` and adds
 ``FastJet_*``); the reference and candidate collections may come from one file or two, as
-long as they hold the same events in the same order. With ``--oversample`` outputs, only
-draw 0 (``FastSim_oversampleIdx == 0``) is used.
+long as they hold the same events in the same order. With ``--oversample K`` outputs, the
+W1 ratios and the classifier AUC use draw 0 (``FastSim_oversampleIdx == 0``: their floor and
+event splits assume one draw per event), while the response medians and resolutions, the
+efficiency and the unmatched multiplicity pool all K draws: each draw is an independent
+simulation of the same events, so pooling removes (K - 1)/K of the candidate's sampling
+variance from those figures and leaves the reference's own statistical error.
 
 Criteria (issue 5): every W1 ratio <= 1.5; classifier AUC <= 0.55; response median within
 1% and resolution within 5% (relative) of the reference in every gen pT x |eta| bin with at
@@ -71,6 +75,8 @@ class JetTable:
     reco: dict[str, np.ndarray]  # reco variables per reco jet; "event", "gen_row" (global gen row or -1)
     n_pu: np.ndarray
     rho: np.ndarray
+    n_draws: int = 1  # oversampled draws per event in the file (rows here: all of them, or draw 0 only)
+    all_draws: bool = False  # True: the table holds every draw (n_events = n_draws x the file's events)
 
     @property
     def variables(self) -> list[str]:
@@ -89,9 +95,13 @@ class JetTable:
 
 
 def read_jets(
-    path: str | os.PathLike[str], collection: str, *, tree: str = "Events", max_events: int | None = None
+    path: str | os.PathLike[str], collection: str, *, tree: str = "Events", max_events: int | None = None,
+    all_draws: bool = False,
 ) -> JetTable:
-    """Read ``<collection>_*`` reco jets (with ``genJetIdx``) and the GenJets of ``path``."""
+    """Read ``<collection>_*`` reco jets (with ``genJetIdx``) and the GenJets of ``path``.
+
+    Of an ``--oversample`` output only draw 0 is read unless ``all_draws`` (then every row is
+    an event; ``max_events`` still counts the file's events). ``n_draws`` is set either way."""
     source = open_tree(path, tree)
     present = set(source.branch_names)
     source.require([*GENJET_KINEMATICS, f"{collection}_pt", f"{collection}_genJetIdx"])
@@ -105,13 +115,20 @@ def read_jets(
     n_pu, rho = [], []
     n_events = 0
     n_gen_total = 0
+    n_draws = 1
     for chunk in iterate_chunks(source, branches, step_size="100 MB", entry_stop=stop):
         a = chunk.arrays
         if OVERSAMPLE_INDEX_BRANCH in a:
-            first = ak.to_numpy(a[OVERSAMPLE_INDEX_BRANCH]) == 0
-            a = {k: v[first] for k, v in a.items()}
+            draw = ak.to_numpy(a[OVERSAMPLE_INDEX_BRANCH])
+            n_draws = max(n_draws, int(draw.max()) + 1 if len(draw) else 1)
+            if not all_draws:
+                a = {k: v[draw == 0] for k, v in a.items()}
+            elif max_events is not None:  # max_events counts the file's events, not its rows
+                max_rows = max_events * n_draws
+                n_take = max(0, min(len(draw), max_rows - n_events))
+                a = {k: v[:n_take] for k, v in a.items()}
         n = len(a["GenJet_pt"])
-        if max_events is not None:
+        if max_events is not None and not all_draws:
             n_take = max(0, min(n, max_events - n_events))
             a = {k: v[:n_take] for k, v in a.items()}
             n = n_take
@@ -135,7 +152,7 @@ def read_jets(
         rho.append(np.asarray(ak.to_numpy(a[rho_branch]), np.float64) if rho_branch in a else np.zeros(n))
         n_events += n
         n_gen_total += int(gen_off[-1])
-        if max_events is not None and n_events >= max_events:
+        if max_events is not None and n_events >= max_events * (n_draws if all_draws else 1):
             break
     cat = lambda parts, dt=np.float64: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
     return JetTable(
@@ -146,6 +163,8 @@ def read_jets(
         reco={k: cat(v, np.int64 if k in ("event", "gen_row") else np.float64) for k, v in reco.items()},
         n_pu=cat(n_pu),
         rho=cat(rho),
+        n_draws=n_draws,
+        all_draws=all_draws,
     )
 
 
@@ -176,6 +195,7 @@ class CandidateResult:
     unmatched_per_event: tuple[float, float]
     median_shift: list[float] = field(default_factory=list)  # per bin, cand/ref - 1 (NaN if too few jets)
     resolution_shift: list[float] = field(default_factory=list)
+    pooled_draws: int = 1  # draws pooled for the response, efficiency and unmatched multiplicity
 
 
 @dataclass
@@ -260,6 +280,17 @@ def _check_same_events(ref: JetTable, cand: JetTable) -> None:
         )
 
 
+def _check_pooled(ref: JetTable, first: JetTable, pooled: JetTable) -> JetTable:
+    """``pooled`` (all draws) must be ``first`` (draw 0) with every event repeated n_draws times."""
+    k = pooled.n_draws
+    if not pooled.all_draws or pooled.n_events != k * ref.n_events or len(pooled.gen["pt"]) != k * len(ref.gen["pt"]):
+        raise HepfastsimError(
+            f"{pooled.path!r}: expected {k} draws of each of the reference's {ref.n_events} events, "
+            f"got {pooled.n_events} rows ({len(pooled.gen['pt'])} gen jets)"
+        )
+    return pooled
+
+
 def validate(
     reference: JetTable,
     candidates: Mapping[str, JetTable],
@@ -270,9 +301,12 @@ def validate(
     reference_label: str = "reference",
     seed: int = 0,
     threads: int | None = None,
+    pooled: Mapping[str, JetTable] | None = None,
 ) -> ValidationResult:
     """All metrics of every candidate against the reference (see the module docstring);
-    ``threads`` limits the classifier's threads (None: library default)."""
+    ``threads`` limits the classifier's threads (None: library default). ``pooled[label]``:
+    the same candidate read with ``all_draws=True`` (an ``--oversample`` output), used for the
+    response, efficiency and unmatched multiplicity."""
     if reference.n_events == 0:
         raise HepfastsimError(f"reference {reference.path!r} has no events")
     ref_resp = _response(reference, pt_edges, eta_edges)
@@ -293,7 +327,8 @@ def validate(
         xr4, er4, _ = _auc_rows(reference, kin)
         xc4, ec4, _ = _auc_rows(cand, kin)
         auc4 = classifier_auc(xr4, xc4, er4, ec4, seed=seed, threads=threads) if kin != variables else auc
-        resp = _response(cand, pt_edges, eta_edges)
+        pool = _check_pooled(reference, cand, pooled[label]) if pooled and label in pooled else cand
+        resp = _response(pool, pt_edges, eta_edges)
         med_shift, res_shift = [], []
         for rb, cb in zip(ref_resp, resp):
             enough = rb.n >= criteria.min_bin_jets and cb.n >= 2
@@ -302,9 +337,9 @@ def validate(
         results[label] = CandidateResult(
             label=label, path=cand.path, collection=cand.collection, w1=w1, auc=auc, auc_features=names,
             auc_kinematic=auc4, response=resp,
-            efficiency=mean_with_error(cand.matched_gen.astype(np.float64)),
-            unmatched_per_event=mean_with_error(cand.unmatched_per_event),
-            median_shift=med_shift, resolution_shift=res_shift,
+            efficiency=mean_with_error(pool.matched_gen.astype(np.float64)),
+            unmatched_per_event=mean_with_error(pool.unmatched_per_event),
+            median_shift=med_shift, resolution_shift=res_shift, pooled_draws=pool.n_draws if pool.all_draws else 1,
         )
     return ValidationResult(
         reference_label=reference_label, reference_path=reference.path, reference_collection=reference.collection,
@@ -371,7 +406,10 @@ def summary_markdown(result: ValidationResult) -> str:
         bins += (f"| {rb.pt_low:g}-{rb.pt_high:g} | {rb.eta_low:g}-{rb.eta_high:g} | {rb.n} | {rb.median:.4f} | "
                  f"{rb.resolution:.4f} | " + " | ".join(cells) + " |\n")
     header = (f"Reference: `{result.reference_path}` ({result.reference_collection}), {result.n_events:,} events; "
-              + "; ".join(f"{l}: `{c.path}` ({c.collection})" for l, c in result.candidates.items()) + "\n\n")
+              + "; ".join(f"{l}: `{c.path}` ({c.collection}"
+                          + (f"; {c.pooled_draws} draws pooled for response, efficiency and unmatched jets, "
+                             "draw 0 for W1 and AUC" if c.pooled_draws > 1 else "") + ")"
+                          for l, c in result.candidates.items()) + "\n\n")
     return header + table + bins
 
 

@@ -156,3 +156,43 @@ def test_cli_validate_writes_plots_and_tables(toy_pair: tuple[Path, Path], tmp_p
     assert set(recorded["wide"]["w1_ratio"]) == {"pt", "eta", "phi", "mass", "nConstituents", "area"}
     assert main(["validate", "--reference", str(ref), "--candidate", str(wide), "--out", str(out)]) == 1
     assert "FastJet_pt" in capsys.readouterr().err
+
+
+def test_validate_pools_oversampled_draws_for_response_and_efficiency(toy_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    import awkward as ak
+    import uproot
+
+    from hepfastsim.convert import ConvertConfig, convert
+
+    ref_path = toy_pair[0]
+    over, once = tmp_path / "over.root", tmp_path / "once.root"
+    convert(ref_path, over, ConvertConfig(model="parametric", seed=3, oversample=4))
+    convert(ref_path, once, ConvertConfig(model="parametric", seed=3))
+    ref = read_jets(ref_path, "Jet")
+    first = read_jets(over, "FastJet")
+    pooled = read_jets(over, "FastJet", all_draws=True)
+    assert first.n_draws == pooled.n_draws == 4 and pooled.n_events == 4 * ref.n_events
+    kw = dict(pt_edges=(20, 60, 1000), eta_edges=(0, 2.5, 5), seed=0, threads=1)
+    res = validate(ref, {"x": first}, pooled={"x": pooled}, **kw)
+    alone = validate(ref, {"x": first}, **kw)
+    c, a = res.candidates["x"], alone.candidates["x"]
+    # W1 and AUC: draw 0 only, as without pooling
+    assert {v: r.value for v, r in c.w1.items()} == {v: r.value for v, r in a.w1.items()} and c.auc == a.auc
+    # efficiency and response: every draw, counted independently from the file
+    t = uproot.open(over)["Events"].arrays(["FastJet_genJetIdx", "GenJet_pt", "FastSim_oversampleIdx"])
+    matched = ak.sum(t.FastJet_genJetIdx >= 0)
+    assert c.pooled_draws == 4 and c.efficiency[0] == pytest.approx(matched / ak.sum(ak.num(t.GenJet_pt)))
+    assert sum(b.n for b in c.response) == pytest.approx(4 * sum(b.n for b in a.response), rel=0.1)
+    assert c.efficiency[1] == pytest.approx(a.efficiency[1] / 2, rel=0.1)  # 4x the gen jets: half the error
+    assert "4 draws pooled" in summary_markdown(res)
+    # a single draw pools to itself; a table that is not K draws of the reference's events is refused
+    single = validate(ref, {"x": read_jets(once, "FastJet")}, pooled={"x": read_jets(once, "FastJet", all_draws=True)}, **kw)
+    assert single.candidates["x"].pooled_draws == 1
+    part = read_jets(over, "FastJet", all_draws=True, max_events=100)
+    assert part.n_events == 400
+    with pytest.raises(HepfastsimError, match="4 draws of each of the reference's 1500 events"):
+        validate(ref, {"x": first}, pooled={"x": part}, **kw)
+    # the CLI pools an --oversample output by itself
+    assert main(["validate", "--reference", str(ref_path), "--candidate", f"x={over}", "--out", str(tmp_path / "v"),
+                 "--no-plots", "--threads", "1", "--min-bin-jets", "100"]) == 0
+    assert json.loads((tmp_path / "v" / "summary.json").read_text())["candidates"]["x"]["pooled_draws"] == 4
