@@ -280,8 +280,8 @@ def _check_same_events(ref: JetTable, cand: JetTable) -> None:
         )
 
 
-def _check_pooled(ref: JetTable, first: JetTable, pooled: JetTable) -> JetTable:
-    """``pooled`` (all draws) must be ``first`` (draw 0) with every event repeated n_draws times."""
+def _check_pooled(ref: JetTable, pooled: JetTable) -> JetTable:
+    """``pooled`` (all draws of a candidate) must hold each of the reference's events n_draws times."""
     k = pooled.n_draws
     if not pooled.all_draws or pooled.n_events != k * ref.n_events or len(pooled.gen["pt"]) != k * len(ref.gen["pt"]):
         raise HepfastsimError(
@@ -327,7 +327,7 @@ def validate(
         xr4, er4, _ = _auc_rows(reference, kin)
         xc4, ec4, _ = _auc_rows(cand, kin)
         auc4 = classifier_auc(xr4, xc4, er4, ec4, seed=seed, threads=threads) if kin != variables else auc
-        pool = _check_pooled(reference, cand, pooled[label]) if pooled and label in pooled else cand
+        pool = _check_pooled(reference, pooled[label]) if pooled and label in pooled else cand
         resp = _response(pool, pt_edges, eta_edges)
         med_shift, res_shift = [], []
         for rb, cb in zip(ref_resp, resp):
