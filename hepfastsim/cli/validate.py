@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
         label, path = candidate_label_path(text)
         if label in candidates:
             raise HepfastsimError(f"candidate label {label!r} given twice; use LABEL=FILE")
-        candidates[label] = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events)
-        if candidates[label].n_draws > 1:  # --oversample output: pool the draws where that is sound
-            pooled[label] = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events,
-                                      all_draws=True)
+        table = read_jets(path, args.candidate_collection, tree=args.tree, max_events=args.max_events, all_draws=True)
+        candidates[label] = table.first_draw()
+        if table.n_draws > 1:  # --oversample output: pool the draws where that is sound
+            pooled[label] = table
     with console.status("computing metrics (W1, classifier AUC, response, efficiency)"):
         result = validate(reference, candidates, criteria=Criteria(min_bin_jets=args.min_bin_jets),
                           reference_label=f"reference ({args.reference_collection})", seed=args.seed,

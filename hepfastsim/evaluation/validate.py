@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,24 @@ class JetTable:
     reco: dict[str, np.ndarray]  # reco variables per reco jet; "event", "gen_row" (global gen row or -1)
     n_pu: np.ndarray
     rho: np.ndarray
+    draw: np.ndarray  # per event (row): its --oversample draw index (0 without oversampling)
     n_draws: int = 1  # oversampled draws per event in the file (rows here: all of them, or draw 0 only)
     all_draws: bool = False  # True: the table holds every draw (n_events = n_draws x the file's events)
+
+    def first_draw(self) -> JetTable:
+        """The table of draw 0 only (``self`` if it holds no other draw), events renumbered."""
+        if not self.all_draws:
+            return self
+        keep = self.draw == 0
+        new_event = np.cumsum(keep) - 1
+        g, r = keep[self.gen["event"]], keep[self.reco["event"]]
+        new_gen_row = np.cumsum(g) - 1
+        gen = {k: v[g] for k, v in self.gen.items()}
+        reco = {k: v[r] for k, v in self.reco.items()}
+        gen["event"], reco["event"] = new_event[gen["event"]], new_event[reco["event"]]
+        reco["gen_row"] = np.where(reco["gen_row"] >= 0, new_gen_row[np.maximum(reco["gen_row"], 0)], -1)
+        return replace(self, n_events=int(keep.sum()), gen=gen, reco=reco, n_pu=self.n_pu[keep], rho=self.rho[keep],
+                       draw=self.draw[keep], all_draws=False)
 
     @property
     def variables(self) -> list[str]:
@@ -112,26 +128,18 @@ def read_jets(
     stop = source.num_entries
     gen: dict[str, list[np.ndarray]] = {k: [] for k in ("pt", "eta", "phi", "mass", "event")}
     reco: dict[str, list[np.ndarray]] = {k: [] for k in (*reco_vars, "event", "gen_row")}
-    n_pu, rho = [], []
+    n_pu, rho, draws = [], [], []
     n_events = 0
     n_gen_total = 0
     n_draws = 1
     for chunk in iterate_chunks(source, branches, step_size="100 MB", entry_stop=stop):
         a = chunk.arrays
-        if OVERSAMPLE_INDEX_BRANCH in a:
-            draw = ak.to_numpy(a[OVERSAMPLE_INDEX_BRANCH])
-            n_draws = max(n_draws, int(draw.max()) + 1 if len(draw) else 1)
-            if not all_draws:
-                a = {k: v[draw == 0] for k, v in a.items()}
-            elif max_events is not None:  # max_events counts the file's events, not its rows
-                max_rows = max_events * n_draws
-                n_take = max(0, min(len(draw), max_rows - n_events))
-                a = {k: v[:n_take] for k, v in a.items()}
-        n = len(a["GenJet_pt"])
-        if max_events is not None and not all_draws:
-            n_take = max(0, min(n, max_events - n_events))
-            a = {k: v[:n_take] for k, v in a.items()}
-            n = n_take
+        draw = ak.to_numpy(a[OVERSAMPLE_INDEX_BRANCH]).astype(np.int64) if OVERSAMPLE_INDEX_BRANCH in a else np.zeros(len(chunk), np.int64)
+        n_draws = max(n_draws, int(draw.max()) + 1 if len(draw) else 1)
+        if max_events is not None:  # max_events counts the file's events, not its rows
+            n_take = max(0, min(len(draw), max_events * n_draws - n_events))
+            a, draw = {k: v[:n_take] for k, v in a.items()}, draw[:n_take]
+        n = len(draw)
         if n == 0:
             continue
         n_gen = ak.to_numpy(ak.num(a["GenJet_pt"], axis=1)).astype(np.int64)
@@ -150,12 +158,13 @@ def read_jets(
         reco["event"].append(ev_reco + n_events)
         n_pu.append(np.asarray(ak.to_numpy(a[PILEUP_BRANCH]), np.float64) if PILEUP_BRANCH in a else np.zeros(n))
         rho.append(np.asarray(ak.to_numpy(a[rho_branch]), np.float64) if rho_branch in a else np.zeros(n))
+        draws.append(draw)
         n_events += n
         n_gen_total += int(gen_off[-1])
-        if max_events is not None and n_events >= max_events * (n_draws if all_draws else 1):
+        if max_events is not None and n_events >= max_events * n_draws:
             break
     cat = lambda parts, dt=np.float64: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    return JetTable(
+    table = JetTable(
         path=str(path),
         collection=collection,
         n_events=n_events,
@@ -163,9 +172,11 @@ def read_jets(
         reco={k: cat(v, np.int64 if k in ("event", "gen_row") else np.float64) for k, v in reco.items()},
         n_pu=cat(n_pu),
         rho=cat(rho),
+        draw=cat(draws, np.int64),
         n_draws=n_draws,
-        all_draws=all_draws,
+        all_draws=True,
     )
+    return table if all_draws else table.first_draw()
 
 
 @dataclass(frozen=True)
