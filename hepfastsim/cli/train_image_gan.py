@@ -17,7 +17,7 @@ import shlex
 import time
 from pathlib import Path
 
-from hepfastsim.cli.train import add_common_options, prepare_output
+from hepfastsim.cli.train import add_common_options, prepare_output, retrain_chain
 
 __all__ = ["add_kind"]
 
@@ -64,21 +64,23 @@ def retrain_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _init_states(model: str) -> dict:
-    """Generator (and, when saved next to it, discriminator) state dicts of a previous training."""
+def _init_states(model: str) -> tuple[dict, dict]:
+    """Generator (and, when saved next to it, discriminator) state dicts of a previous training,
+    and that generator's metadata."""
     from safetensors.torch import load_file
 
     from hepfastsim.models.image_gan import load_generator
+    from hepfastsim.models.weights_file import model_paths
 
-    base = Path(model)
-    base = base.with_suffix("") if base.suffix in (".safetensors", ".json") else base
-    states: dict = {"G": load_generator(base).generator.state_dict()}
+    base = model_paths(model)[0].with_suffix("")
+    loaded = load_generator(base)
+    states: dict = {"G": loaded.generator.state_dict()}
     disc = base.with_suffix(".discriminators.safetensors")
     if disc.exists():
         flat = load_file(str(disc))
         for net in ("D", "DT"):
             states[net] = {k[len(net) + 1:]: v for k, v in flat.items() if k.startswith(net + ".")}
-    return states
+    return states, loaded.metadata
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 console.log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
             progress.update(task, total=n_steps, completed=step, info=info)
 
-        init = _init_states(args.init) if args.init else None
+        init, init_metadata = _init_states(args.init) if args.init else (None, None)
         generator, report = train_image_gan(pairs, config, on_step=on_step, init=init)
     discriminators = report.pop("discriminators")
     report["seconds_total"] = round(time.perf_counter() - start, 1)
@@ -143,8 +145,9 @@ def run(args: argparse.Namespace) -> int:
         "retrain_command": retrain_command(args),
         "torch": torch.__version__,
     }
-    if args.init:
+    if args.init:  # the whole chain, oldest first: running it in order rebuilds these weights
         metadata["training"]["initialised_from"] = str(args.init)
+        metadata["retrain_commands"] = retrain_chain(init_metadata, metadata["retrain_command"])
     weights, js = save_generator(generator, base, metadata)
     save_file({f"{net}.{k}": v.contiguous() for net, state in discriminators.items() for k, v in state.items()},
               str(base.with_suffix(".discriminators.safetensors")))

@@ -231,3 +231,17 @@ def test_convert_writes_image_gan_jets(tmp_path: Path) -> None:
     response = ak.to_numpy(ak.flatten(a.FastJet_pt[img] / gen_pt[img]))
     assert 0.85 < np.median(response) < 1.15  # corrected pT, as NanoAOD Jet_pt
     assert ak.all(a.FastJet_pt[:, :-1] >= a.FastJet_pt[:, 1:])  # pT ordered
+
+
+def test_train_cli_continues_and_records_the_chain(tmp_path: Path) -> None:
+    from hepfastsim.cli.main import main
+
+    common = ["train", "image-gan", "--data", str(EXAMPLE), "--epochs", "0.05", "--batch-size", "16",
+              "--eval-every", "1000", "--threads", "1", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a.discriminators.safetensors").exists()
+    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a")]) == 0
+    first = json.loads((tmp_path / "a.json").read_text())
+    meta = json.loads((tmp_path / "b.json").read_text())
+    assert meta["retrain_commands"] == [first["retrain_command"], meta["retrain_command"]]
+    assert meta["training"]["initialised_from"] == str(tmp_path / "a")
