@@ -68,6 +68,8 @@ def retrain_chain(init_metadata: dict | None, command: str) -> list[str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from hepfastsim.models.kinematics_train import NETWORKS
+
     p = subparsers.add_parser(
         "train",
         help="train a fast-simulation model on NanoAOD-like files",
@@ -92,6 +94,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     k.add_argument("--flow-share", type=float, default=0.6, help="share of --max-minutes given to the matched-jet flow")
     k.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training from this model (weights, scalers) instead of from scratch")
+    k.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS), metavar="NET",
+                   help=f"networks to train ({', '.join(NETWORKS)}); with --init the others keep its weights")
+    k.add_argument("--fresh", nargs="+", choices=NETWORKS, default=[], metavar="NET",
+                   help="with --init: rebuild these networks from scratch (and refit their target maps) before training")
+    k.add_argument("--refit-maps", action="store_true",
+                   help="with --init: refit the target quantile maps of the flows trained, starting from their weights")
     add_common_options(k)
     k.set_defaults(func=run_kinematics)
     for module_name in TRAIN_KIND_MODULES:
@@ -107,6 +115,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def retrain_command(args: argparse.Namespace) -> str:
     """The command line that reproduces this training (stored in the model metadata)."""
+    from hepfastsim.models.kinematics_train import NETWORKS
+
     parts = ["hepfastsim", "train", "kinematics", "--data", *args.data, "--out", args.out,
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
              "--learning-rate", str(args.learning_rate), "--holdout", str(args.holdout), "--seed", str(args.seed)]
@@ -116,6 +126,12 @@ def retrain_command(args: argparse.Namespace) -> str:
                         ("--threads", args.threads), ("--init", args.init)):
         if value is not None:
             parts += [flag, str(value)]
+    if list(args.networks) != list(NETWORKS):
+        parts += ["--networks", *args.networks]
+    if args.fresh:
+        parts += ["--fresh", *args.fresh]
+    if args.refit_maps:
+        parts += ["--refit-maps"]
     if args.tree != "Events":
         parts += ["--tree", args.tree]
     return " ".join(shlex.quote(p) for p in parts)
@@ -124,7 +140,7 @@ def retrain_command(args: argparse.Namespace) -> str:
 def run_kinematics(args: argparse.Namespace) -> int:
     from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.kinematics_flow import n_parameters, save_model
-    from hepfastsim.models.kinematics_train import TrainConfig, load_training_data, train_kinematics
+    from hepfastsim.models.kinematics_train import NETWORKS, TrainConfig, load_training_data, train_kinematics
 
     if args.epochs < 1:
         raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
@@ -135,9 +151,13 @@ def run_kinematics(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
         max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
+        networks=tuple(args.networks), fresh=tuple(args.fresh), refit_maps=args.refit_maps,
     )
     if not 0.0 < args.flow_share < 1.0:
         raise HepfastsimError(f"--flow-share must be between 0 and 1, got {args.flow_share}")
+    if args.init is None and (args.fresh or args.refit_maps or list(args.networks) != list(NETWORKS)):
+        raise HepfastsimError("--networks, --fresh and --refit-maps choose what to retrain of an --init model: "
+                              "give --init MODEL")
     init = None
     if args.init is not None:
         from hepfastsim.models.kinematics_flow import load_model

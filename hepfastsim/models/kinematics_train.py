@@ -44,7 +44,10 @@ from hepfastsim.models.kinematics_flow import (
     nearest_neighbour_dr,
 )
 
-__all__ = ["RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
+__all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
+
+#: The four networks of the model, in training order (attribute names of the torch module).
+NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow")
 
 RECO_BRANCHES: tuple[str, ...] = (
     "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_genJetIdx", "Jet_nConstituents", "Jet_area",
@@ -68,6 +71,26 @@ class TrainConfig:
     tree: str = "Events"
     # the efficiency and count networks are cheap: they get this many times the epochs
     small_net_epoch_factor: int = 3
+    # networks trained by this run; with ``init`` the others keep its weights unchanged
+    networks: tuple[str, ...] = NETWORKS
+    # with ``init``: networks rebuilt from scratch (weights, and for the flows their target
+    # quantile maps and lattices refitted to ``data``) before training
+    fresh: tuple[str, ...] = ()
+    # with ``init``: refit the target quantile maps of the flows trained here to ``data`` (at
+    # the current knot spacing) and start from the old weights (the new map differs from the
+    # old one by small wiggles that the continued training absorbs)
+    refit_maps: bool = False
+
+    def __post_init__(self) -> None:
+        for option in ("networks", "fresh"):
+            unknown = sorted(set(getattr(self, option)) - set(NETWORKS))
+            if unknown:
+                raise HepfastsimError(f"unknown network(s) {unknown} in {option}; choose from {list(NETWORKS)}")
+        if not self.networks:
+            raise HepfastsimError("no network to train: networks is empty")
+        untrained = sorted(set(self.fresh) - set(self.networks))
+        if untrained:
+            raise HepfastsimError(f"network(s) {untrained} would be rebuilt but not trained: add them to networks")
 
 
 @dataclass
@@ -373,6 +396,12 @@ def train_kinematics(
     torch.manual_seed(config.seed)
     f32 = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
     rng = np.random.default_rng(config.seed)
+    if init is None and config.fresh:
+        raise HepfastsimError("fresh networks need a model to continue from (init)")
+    if init is None and set(config.networks) != set(NETWORKS):
+        raise HepfastsimError("training only some networks needs a model to continue from (init)")
+    fresh = set(NETWORKS) if init is None else set(config.fresh)
+    refit = fresh | (set(config.networks) & {"flow", "fake_flow"} if config.refit_maps else set())
     if init is not None:
         arch = init.arch
         module = copy.deepcopy(init.module).float()
@@ -381,24 +410,36 @@ def train_kinematics(
         ctx_scaler, tgt_scaler = init.context_scaler, init.target_scaler
         ev_scaler, fake_tgt_scaler = init.fake_context_scaler, init.fake_target_scaler
         area_lattice, fake_area_lattice = init.area_lattice, init.fake_area_lattice
+        if fresh:
+            rebuilt = build_model(arch)
+            for name in fresh:
+                setattr(module, name, getattr(rebuilt, name))
     else:
         arch = config.arch
         module = build_model(arch)
         ctx_scaler = Scaler.fit(data.context)
-        # dequantised copies only to fit the quantile maps of the targets
+        ev_scaler = Scaler.fit(data.event_context)
+    # dequantised copies only to fit the quantile maps of the targets
+    if "flow" in refit:
         area_lattice = find_lattice(data.targets[:, 5])
-        fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0, ())
         tgt_scaler = QuantileScaler.fit(_dequantise_np(data.targets, 4, 5, area_lattice[0], rng))
+    if "fake_flow" in refit:
+        fake_area_lattice = find_lattice(data.fake_jets[:, 4]) if len(data.fake_jets) else (0.0, 0.0, ())
         if len(data.fake_jets) >= 10:
             fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))
         else:
             fake_tgt_scaler = QuantileScaler.fit(rng.normal(size=(100, 5)))
-        ev_scaler = Scaler.fit(data.event_context)
     ctx = f32(ctx_scaler.forward(data.context))
     ev_ctx = f32(ev_scaler.forward(data.event_context))
 
-    budget = None if config.max_minutes is None else 60.0 * config.max_minutes
-    share_rest = (1.0 - config.flow_share) / 3.0
+    # the wall-clock budget is shared by the networks trained: the flow gets ``flow_share``
+    # of it when trained, the others equal parts of the rest
+    weight = {name: (config.flow_share if name == "flow" else (1.0 - config.flow_share) / 3.0) for name in NETWORKS}
+    total_weight = sum(weight[name] for name in config.networks)
+
+    def seconds(name: str) -> float | None:
+        return None if config.max_minutes is None else 60.0 * config.max_minutes * weight[name] / total_weight
+
     report: dict[str, Any] = {}
 
     # 1. matched flow
@@ -413,8 +454,9 @@ def train_kinematics(
     m_ctx = ctx[torch.as_tensor(data.matched_context_rows)]
     y = f32(data.targets)
     hm = torch.as_tensor(data.matched_holdout)
-    report["flow"] = _fit("flow", module.flow, flow_loss, (m_ctx[~hm], y[~hm]), (m_ctx[hm], y[hm]), config,
-                          None if budget is None else budget * config.flow_share, gen, on_progress)
+    if "flow" in config.networks:
+        report["flow"] = _fit("flow", module.flow, flow_loss, (m_ctx[~hm], y[~hm]), (m_ctx[hm], y[hm]), config,
+                              seconds("flow"), gen, on_progress)
 
     # 2. efficiency
     bce = torch.nn.BCEWithLogitsLoss()
@@ -425,8 +467,9 @@ def train_kinematics(
     matched = f32(data.matched)
     hj = torch.as_tensor(data.jet_holdout)
     small = replace(config, epochs=config.epochs * config.small_net_epoch_factor)
-    report["efficiency"] = _fit("efficiency", module.efficiency, eff_loss, (ctx[~hj], matched[~hj]), (ctx[hj], matched[hj]),
-                                small, None if budget is None else budget * share_rest, gen, on_progress)
+    if "efficiency" in config.networks:
+        report["efficiency"] = _fit("efficiency", module.efficiency, eff_loss, (ctx[~hj], matched[~hj]),
+                                    (ctx[hj], matched[hj]), small, seconds("efficiency"), gen, on_progress)
 
     # 3. number of unmatched jets per event
     ce = torch.nn.CrossEntropyLoss()
@@ -436,9 +479,9 @@ def train_kinematics(
         return ce(module.fake_count(c), k)
 
     he = torch.as_tensor(data.event_holdout)
-    report["fake_count"] = _fit("fake_count", module.fake_count, count_loss, (ev_ctx[~he], counts[~he]),
-                                (ev_ctx[he], counts[he]), small, None if budget is None else budget * share_rest,
-                                gen, on_progress)
+    if "fake_count" in config.networks:
+        report["fake_count"] = _fit("fake_count", module.fake_count, count_loss, (ev_ctx[~he], counts[~he]),
+                                    (ev_ctx[he], counts[he]), small, seconds("fake_count"), gen, on_progress)
 
     # 4. unmatched-jet kinematics
     def fake_loss(c: Any, y: Any) -> Any:
@@ -448,9 +491,9 @@ def train_kinematics(
     f_ctx = ev_ctx[torch.as_tensor(data.fake_event)]
     fy = f32(data.fake_jets)
     hf = torch.as_tensor(data.event_holdout[data.fake_event])
-    if len(fy):
+    if len(fy) and "fake_flow" in config.networks:
         report["fake_flow"] = _fit("fake_flow", module.fake_flow, fake_loss, (f_ctx[~hf], fy[~hf]), (f_ctx[hf], fy[hf]),
-                                   config, None if budget is None else budget * share_rest, gen, on_progress)
+                                   config, seconds("fake_flow"), gen, on_progress)
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -24,7 +24,8 @@ alpha_pT (pT - pT_hat)^2)``, with jet pT and mass computed from the output const
 (massless) in units of ``VAEConfig.jet_scale_gev`` (default :data:`JET_SCALE_GEV`; the paper
 chose its alphas so that the terms have similar magnitudes); the set variant adds the
 multiplicity cross-entropy and, optionally (``alpha_dist``), a batch term that matches the
-jet mass and pT response distributions of jets decoded from the prior to the reco ones.
+jet mass and pT response distributions of jets decoded as at inference (prior z, sampled
+multiplicity, constituent acceptance) to the reco ones.
 Chamfer is mode-seeking: a decoder trained on it alone places each reco particle at the
 centre of its smearing, which makes low-mass jets too light and too narrow in mass when z is
 drawn from the prior; the distribution term acts on exactly what inference produces.
@@ -64,6 +65,9 @@ N_MAX = 50
 JET_SCALE_GEV = 100.0
 #: Half-width (rad) by which Delta eta / Delta phi are divided in the set representation.
 ANGLE_SCALE = 0.2
+#: The paper's constituent acceptance, applied after inference (seed 003, Sec. 5): pT (GeV), |eta|.
+CAND_PT_MIN = 0.25
+CAND_ETA_MAX = 3.2
 
 Architecture = Literal["conv", "set"]
 
@@ -91,8 +95,9 @@ class VAEConfig:
     multiplicity_weight: float = 0.05
     jet_scale_gev: float = JET_SCALE_GEV  # jet pT and mass enter the loss in this unit (GeV)
     # set variant with posterior "reco" only: weight of a batch distribution term on jets decoded
-    # from the *prior* (as at inference): squared distance between the sorted log responses
-    # (jet mass and pT over the gen jet's) of those jets and of the reco jets (1-d W2^2 over the reco variance)
+    # as at inference (z from the prior, multiplicity sampled, constituent acceptance applied):
+    # squared distance between the sorted log responses (jet mass and pT over the gen jet's) of
+    # those jets and of the accepted reco jets (1-d W2^2 over the reco variance)
     alpha_dist: float = 0.0
 
     @classmethod

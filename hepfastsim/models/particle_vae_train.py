@@ -24,6 +24,8 @@ import numpy as np
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import iterate_chunks, jet_constituents, open_tree
 from hepfastsim.models.particle_vae import (
+    CAND_ETA_MAX,
+    CAND_PT_MIN,
     N_MAX,
     LoadedVAE,
     Standardiser,
@@ -234,14 +236,18 @@ def _loss_conv(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tupl
     return loss.mean(), parts
 
 
-def _set_jet(f: Any, jet: Any, mask: Any, scale: float) -> tuple[Any, Any]:
-    """Jet pT, mass (/ ``scale`` GeV) of unstandardised set features (B, n, 3) with mask."""
+def _set_jet(f: Any, jet: Any, mask: Any, scale: float, accept: bool = False) -> tuple[Any, Any]:
+    """Jet pT, mass (/ ``scale`` GeV) of unstandardised set features (B, n, 3) with mask;
+    ``accept``: only constituents inside the paper's acceptance (:data:`CAND_PT_MIN`, :data:`CAND_ETA_MAX`)."""
     torch = __import__("torch")
     from hepfastsim.models.particle_vae import ANGLE_SCALE
 
-    pt = torch.exp(torch.clamp(f[..., 0], max=5.0)) * jet[:, :1] / scale
+    pt = torch.exp(torch.clamp(f[..., 0], max=5.0)) * jet[:, :1]
     eta = f[..., 1] * ANGLE_SCALE + jet[:, 1:2]
     dphi = f[..., 2] * ANGLE_SCALE
+    if accept:
+        mask = mask & (pt.detach() > CAND_PT_MIN) & (eta.detach().abs() < CAND_ETA_MAX)
+    pt = pt / scale
     return jet_pt_mass(pt * torch.cos(dphi), pt * torch.sin(dphi), pt * torch.sinh(eta), weight=mask.to(f.dtype))
 
 
@@ -269,10 +275,15 @@ def _loss_set(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tuple
              "multiplicity": ce.mean().item()}
     loss = loss.mean()
     if cfg.alpha_dist > 0 and cfg.posterior == "reco":
-        # jets decoded from the prior, as at inference, against the reco jets of the batch
-        out_p, _ = module.decode(torch.randn_like(mu), b["ctx"], mem, mx, pooled, x)
-        pt_p, m_p = _set_jet(out_p * sd + mean, b["jet"], slot_mask, cfg.jet_scale_gev)
-        dist = response_w2(pt_p, m_p, pt, m, b["jet"][:, 0], b["ctx"][:, 2], cfg.jet_scale_gev)
+        # jets decoded as at inference (prior z, sampled multiplicity, acceptance) against the
+        # accepted reco jets of the batch; the multiplicity draw itself is not differentiated
+        out_p, logits_p = module.decode(torch.randn_like(mu), b["ctx"], mem, mx, pooled, x)
+        with torch.no_grad():
+            n_p = torch.multinomial(torch.softmax(logits_p, 1), 1)[:, 0]
+        slot_p = torch.arange(out_p.shape[1])[None] < n_p[:, None]
+        pt_p, m_p = _set_jet(out_p * sd + mean, b["jet"], slot_p, cfg.jet_scale_gev, accept=True)
+        pt_a, m_a = _set_jet(b["y"], b["jet"], my, cfg.jet_scale_gev, accept=True)
+        dist = response_w2(pt_p, m_p, pt_a, m_a, b["jet"][:, 0], b["ctx"][:, 2], cfg.jet_scale_gev)
         loss = loss + (1 - cfg.beta) * cfg.alpha_dist * dist
         parts["dist"] = dist.item()
     return loss, parts
@@ -290,7 +301,7 @@ def response_w2(pt_hat: Any, m_hat: Any, pt: Any, m: Any, gen_pt: Any, gen_log_m
     """
     torch = __import__("torch")
     gen_m = 10.0 * torch.exp(gen_log_m)
-    r_pt = lambda p: torch.log(p * scale / gen_pt)  # noqa: E731
+    r_pt = lambda p: torch.log((p * scale).clamp(min=1e-3) / gen_pt)  # noqa: E731  (a jet left empty by the acceptance)
     r_m = lambda q: torch.log1p(q * scale) - torch.log1p(gen_m)  # noqa: E731
     w2 = lambda a, c: ((torch.sort(a).values - torch.sort(c).values) ** 2).mean() / c.var().clamp(min=1e-6)  # noqa: E731
     return w2(r_pt(pt_hat), r_pt(pt)) + w2(r_m(m_hat), r_m(m))

@@ -34,6 +34,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.models.particle_vae import CAND_ETA_MAX, CAND_PT_MIN
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents"]
@@ -103,8 +104,8 @@ class ParticleVAESimulator(LearnedSimulator):
     architecture: Literal["set", "conv"] | None = None
     gen_pt_min: float = 130.0
     gen_eta_max: float = 2.7
-    cand_pt_min: float = 0.25
-    cand_eta_max: float = 3.2
+    cand_pt_min: float = CAND_PT_MIN
+    cand_eta_max: float = CAND_ETA_MAX
     jet_pt_min: float = 200.0
     jet_eta_max: float = 2.5
     _model: Any = field(default=None, init=False, repr=False, compare=False)

@@ -229,6 +229,22 @@ def test_response_w2_is_the_sorted_distance_of_the_log_responses() -> None:
     assert torch.all(m_hat.grad < 0)  # every generated mass is too low: the loss pushes each up
 
 
+def test_set_jet_acceptance_drops_soft_and_forward_constituents() -> None:
+    """``accept=True`` sums only constituents with pT > 0.25 GeV and |eta| < 3.2, as the
+    simulator does after inference."""
+    from hepfastsim.models.particle_vae import ANGLE_SCALE
+    from hepfastsim.models.particle_vae_train import _set_jet
+
+    jet = torch.tensor([[100.0, 2.9, 0.0]])  # gen jet pT (GeV), eta, phi
+    # three constituents: 50 GeV at the jet axis, 0.2 GeV (too soft), 10 GeV at eta 3.3 (too forward)
+    f = torch.tensor([[[np.log(0.5), 0.0, 0.0], [np.log(0.002), 0.0, 0.0], [np.log(0.1), 0.4 / ANGLE_SCALE, 0.0]]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    pt_all, _ = _set_jet(f, jet, mask, 1.0)
+    pt_acc, m_acc = _set_jet(f, jet, mask, 1.0, accept=True)
+    assert pt_acc.item() == pytest.approx(50.0, rel=1e-5) and m_acc.item() == pytest.approx(0.0, abs=1e-3)
+    assert pt_all.item() > 60.0
+
+
 def test_prior_distribution_term_is_trained_and_reported(pairs: PairData) -> None:
     cfg = VAEConfig(architecture="set", posterior="reco", jet_scale_gev=5.0, alpha_dist=100.0)
     few = pairs.subset(np.arange(40))
