@@ -80,8 +80,10 @@ def w1_ratio(
     rng = np.random.default_rng(seed)
     nums, floors, ratios = [], [], []
     for _ in range(n_splits):
-        in_a = np.isin(ref_event, events[rng.random(len(events)) < 0.5])
-        a_events = np.unique(ref_event[in_a])
+        # the halves are sets of events, drawn among every event of either side: an event
+        # with candidate entries but no reference entry still belongs to exactly one half
+        a_events = events[rng.random(len(events)) < 0.5]
+        in_a = np.isin(ref_event, a_events)
         cand_in_a = np.isin(cand_event, a_events)
         floor = wasserstein1(ref[in_a], ref[~in_a])
         num = 0.5 * (wasserstein1(ref[in_a], cand[~cand_in_a]) + wasserstein1(ref[~in_a], cand[cand_in_a]))

@@ -49,6 +49,26 @@ def test_w1_ratio_is_one_for_the_same_distribution_and_large_for_a_shift() -> No
         w1_ratio(ref, same, ev[:-1], ev)
 
 
+def test_w1_ratio_splits_events_without_reference_entries_too() -> None:
+    """Pileup-like entries: a per-event level u sets both how many entries an event has and
+    their values. A candidate drawn from the same process must score ~1, although many events
+    have candidate entries but no reference entry (splitting only the events that have
+    reference entries sent all of those to one half and gave 6.5 here)."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    u = rng.normal(size=n)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        counts = rng.poisson(np.exp(u))
+        ev = np.repeat(np.arange(n), counts)
+        return u[ev] + rng.normal(0, 0.3, len(ev)), ev
+
+    (ref, ref_ev), (cand, cand_ev) = draw(), draw()
+    assert len(np.setdiff1d(cand_ev, ref_ev)) > 0.1 * n
+    r = w1_ratio(ref, cand, ref_ev, cand_ev)
+    assert 0.7 < r.value < 1.4
+
+
 def test_classifier_auc_half_for_identical_one_for_separable() -> None:
     rng = np.random.default_rng(2)
     n = 4000
