@@ -100,6 +100,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="with --init: rebuild these networks from scratch (and refit their target maps) before training")
     k.add_argument("--refit-maps", action="store_true",
                    help="with --init: refit the target quantile maps of the flows trained, starting from their weights")
+    k.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="keep (and score on the held-out events) a moving average of the weights with this decay "
+                        "per step, e.g. 0.999")
     add_common_options(k)
     k.set_defaults(func=run_kinematics)
     for module_name in TRAIN_KIND_MODULES:
@@ -132,6 +135,8 @@ def retrain_command(args: argparse.Namespace) -> str:
         parts += ["--fresh", *args.fresh]
     if args.refit_maps:
         parts += ["--refit-maps"]
+    if args.ema is not None:
+        parts += ["--ema", str(args.ema)]
     if args.tree != "Events":
         parts += ["--tree", args.tree]
     return " ".join(shlex.quote(p) for p in parts)
@@ -152,6 +157,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
         max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
         networks=tuple(args.networks), fresh=tuple(args.fresh), refit_maps=args.refit_maps,
+        ema_decay=args.ema,
     )
     if not 0.0 < args.flow_share < 1.0:
         raise HepfastsimError(f"--flow-share must be between 0 and 1, got {args.flow_share}")

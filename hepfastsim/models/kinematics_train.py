@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -80,8 +81,13 @@ class TrainConfig:
     # the current knot spacing) and start from the old weights (the new map differs from the
     # old one by small wiggles that the continued training absorbs)
     refit_maps: bool = False
+    # decay of an exponential moving average of the weights, updated every step; the average
+    # is what the held-out loss scores and what is kept (None: the raw weights)
+    ema_decay: float | None = None
 
     def __post_init__(self) -> None:
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise HepfastsimError(f"ema_decay must be between 0 and 1, got {self.ema_decay}")
         for option in ("networks", "fresh"):
             unknown = sorted(set(getattr(self, option)) - set(NETWORKS))
             if unknown:
@@ -294,6 +300,21 @@ def _dequantise_np(y: np.ndarray, count_column: int, area_column: int, area_step
     return out
 
 
+@contextmanager
+def _swapped_in(net: Any, weights_of: Any) -> Iterator[None]:
+    """Within the block ``net`` holds the weights of ``weights_of`` (the loss functions close
+    over ``net``); its own come back after."""
+    if weights_of is net:
+        yield
+        return
+    own = {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(weights_of.state_dict())
+    try:
+        yield
+    finally:
+        net.load_state_dict(own)
+
+
 def _fit(
     stage: str,
     net: Any,
@@ -305,7 +326,8 @@ def _fit(
     gen: Any,
     on_progress: ProgressFn | None,
 ) -> dict[str, Any]:
-    """Adam with a cosine learning rate; keeps the parameters of the best held-out epoch.
+    """Adam with a cosine learning rate; keeps the parameters of the best held-out epoch
+    (of the moving average of the weights with ``config.ema_decay``).
 
     The cosine runs over whichever ends first, the epochs or the wall-clock budget
     ``seconds``: a budget-limited run still anneals to the small final rate (with a cosine
@@ -331,7 +353,12 @@ def _fit(
         for group in opt.param_groups:
             group["lr"] = rate
 
-    best = (math.inf, {k: v.clone() for k, v in net.state_dict().items()}, 0)
+    # torch's own weight averaging; scored and kept in place of the raw weights
+    ema = (None if config.ema_decay is None else
+           torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+               config.ema_decay), use_buffers=True))
+    scored = net if ema is None else ema.module
+    best = (math.inf, {k: v.clone() for k, v in scored.state_dict().items()}, 0)
     start = time.perf_counter()
     history = []
     epochs_done = 0
@@ -346,12 +373,15 @@ def _fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
             step_count += 1
             set_rate()
             running += float(loss.detach()) * len(idx)
             count += len(idx)
         net.eval()
-        with torch.no_grad():
+        scored.eval()
+        with torch.no_grad(), _swapped_in(net, scored):
             losses = []
             for s in range(0, len(held[0]), 65536):
                 sl = slice(s, s + 65536)
@@ -360,7 +390,7 @@ def _fit(
         history.append((running / count, val))
         epochs_done = epoch + 1
         if val < best[0]:
-            best = (val, {k: v.clone() for k, v in net.state_dict().items()}, epoch + 1)
+            best = (val, {k: v.clone() for k, v in scored.state_dict().items()}, epoch + 1)
         if on_progress is not None:
             on_progress(stage, epoch + 1, config.epochs, running / count, val)
         if seconds is not None and time.perf_counter() - start > seconds:

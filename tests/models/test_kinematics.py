@@ -330,9 +330,9 @@ def test_only_the_chosen_networks_train_and_fresh_ones_are_rebuilt(paired_file: 
     # CLI: recorded in the retrain command, refused without --init
     out = tmp_path / "fake_only"
     assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
-                 "--init", str(tiny_model), "--networks", "fake_flow", "--fresh", "fake_flow"]) == 0
+                 "--init", str(tiny_model), "--networks", "fake_flow", "--fresh", "fake_flow", "--ema", "0.99"]) == 0
     meta = json.loads(out.with_suffix(".json").read_text())
-    assert meta["retrain_commands"][-1].endswith("--networks fake_flow --fresh fake_flow")
+    assert meta["retrain_commands"][-1].endswith("--networks fake_flow --fresh fake_flow --ema 0.99")
     assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(tmp_path / "x"), "--quiet",
                  "--networks", "flow"]) == 1
     assert "--init" in capsys.readouterr().err
@@ -360,3 +360,39 @@ def test_budget_limited_training_anneals_the_learning_rate(monkeypatch: pytest.M
                   0.5, torch.Generator().manual_seed(0), None)
     assert report["epochs_run"] < 1000  # stopped by the budget
     assert rates[0] == pytest.approx(1e-2) and rates[-1] < 0.1 * 1e-2  # annealed nonetheless
+
+
+def test_ema_keeps_the_moving_average_of_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ema_decay the kept weights are the exponential moving average of the weights after
+    each step (recomputed here), not the last raw weights; invalid decays are refused."""
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.models.kinematics_train import _fit
+
+    torch.manual_seed(3)
+    net = torch.nn.Linear(2, 1)
+    x, y = torch.randn(512, 2), torch.randn(512)
+    after_steps = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            out = super().step(*args, **kwargs)
+            after_steps.append([p.detach().clone() for p in net.parameters()])
+            return out
+
+    def loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return ((net(a)[:, 0] - b) ** 2).mean()
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    decay = 0.8
+    config = TrainConfig(epochs=1, batch_size=64, learning_rate=5e-2, ema_decay=decay)
+    _fit("toy", net, loss, (x, y), (x[:64], y[:64]), config, None, torch.Generator().manual_seed(0), None)
+    assert len(after_steps) == 8
+    average = after_steps[0]
+    for step in after_steps[1:]:
+        average = [decay * a + (1 - decay) * s for a, s in zip(average, step)]
+    kept = [p.detach() for p in net.parameters()]
+    for k, a, last in zip(kept, average, after_steps[-1]):
+        assert torch.allclose(k, a, atol=1e-6)
+        assert not torch.allclose(k, last, atol=1e-4)
+    with pytest.raises(HepfastsimError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
