@@ -87,7 +87,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise HepfastsimError(f"ema_decay must be between 0 and 1, got {self.ema_decay}")
+            raise HepfastsimError(f"ema_decay (--ema) must be between 0 and 1, got {self.ema_decay}")
         for option in ("networks", "fresh"):
             unknown = sorted(set(getattr(self, option)) - set(NETWORKS))
             if unknown:
@@ -380,7 +380,6 @@ def _fit(
             running += float(loss.detach()) * len(idx)
             count += len(idx)
         net.eval()
-        scored.eval()
         with torch.no_grad(), _swapped_in(net, scored):
             losses = []
             for s in range(0, len(held[0]), 65536):
