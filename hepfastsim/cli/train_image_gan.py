@@ -43,6 +43,16 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--w-mask", type=float, default=1.0, help="weight of the mask term (paper: lambda)")
     k.add_argument("--w-sum", type=float, default=50.0, help="weight of the total-intensity MSE (paper: mu)")
     k.add_argument("--eval-every", type=int, default=500, help="steps between held-out checkpoint scores")
+    k.add_argument("--eval-jets", type=int, default=4000, help="held-out jets scored at each checkpoint")
+    k.add_argument("--score-observables", nargs="+", metavar="NAME", default=None,
+                   help="image observables the checkpoint score averages W1 over (default: pt, ring0..3, ptd, "
+                   "major, minor, tau21, mass; 'criterion' = ring0..3, ptd, major, minor, tau21, tau32)")
+    k.add_argument("--logit-loss", action="store_true",
+                   help="adversarial cross-entropies from the discriminators' logits (no 1e-6 clipping, whose "
+                   "generator gradient vanishes once D is sure)")
+    k.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                   help="score and keep an exponential moving average of the generator's weights (e.g. 0.999)")
+    k.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
     k.add_argument("--init", metavar="MODEL", default=None,
@@ -55,10 +65,14 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def retrain_command(args: argparse.Namespace) -> str:
     parts = ["hepfastsim", "train", "image-gan", "--data", *args.data, "--out", args.out]
     for flag in ("cache", "init", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
-                 "eval_every", "max_events", "max_minutes", "seed", "threads"):
+                 "eval_every", "eval_jets", "ema", "device", "max_events", "max_minutes", "seed", "threads"):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
+    if args.logit_loss:
+        parts.append("--logit-loss")
+    if args.score_observables:
+        parts += ["--score-observables", *args.score_observables]
     if args.tree != "Events":
         parts += ["--tree", args.tree]
     return " ".join(shlex.quote(p) for p in parts)
@@ -83,6 +97,21 @@ def _init_states(model: str) -> tuple[dict, dict]:
     return states, loaded.metadata
 
 
+def _score_observables(names: list[str] | None) -> tuple[str, ...]:
+    """The --score-observables names, 'criterion' expanded; unknown names refused."""
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.models.image_gan_train import CRITERION_OBSERVABLES, SCORE_OBSERVABLES
+
+    if not names:
+        return SCORE_OBSERVABLES
+    out = tuple(n for name in names for n in (CRITERION_OBSERVABLES if name == "criterion" else (name,)))
+    known = {*SCORE_OBSERVABLES, *CRITERION_OBSERVABLES}
+    unknown = sorted(set(out) - known)
+    if unknown:
+        raise HepfastsimError(f"--score-observables: unknown {', '.join(unknown)} (known: {', '.join(sorted(known))}, criterion)")
+    return tuple(dict.fromkeys(out))
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
@@ -90,16 +119,22 @@ def run(args: argparse.Namespace) -> int:
 
     from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.image_gan import n_parameters, save_generator
-    from hepfastsim.models.image_gan_train import ImagePairs, TrainConfig, build_pairs, train_image_gan
+    from hepfastsim.models.image_gan_train import ImagePairs, TrainConfig, training_device, build_pairs, train_image_gan
     from safetensors.torch import save_file
 
     if args.epochs <= 0:
         raise HepfastsimError(f"--epochs must be positive, got {args.epochs}")
+    if args.eval_jets <= 0:
+        raise HepfastsimError(f"--eval-jets must be positive, got {args.eval_jets}")
+    training_device(args.device)  # before reading anything: a missing GPU fails fast
+    score_observables = _score_observables(args.score_observables)
     base = prepare_output(args.out, args.overwrite, args.threads)
     config = TrainConfig(
         batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
         max_minutes=args.max_minutes, w_adv=args.w_adv, w_total_adv=args.w_total_adv, w_l2=args.w_l2,
-        w_mask=args.w_mask, w_sum=args.w_sum, eval_every=args.eval_every, seed=args.seed,
+        w_mask=args.w_mask, w_sum=args.w_sum, eval_every=args.eval_every, eval_jets=args.eval_jets, seed=args.seed,
+        device=args.device, score_observables=score_observables, logit_loss=args.logit_loss,
+        ema_decay=args.ema,
     )
     console = Console(stderr=True)
     start = time.perf_counter()

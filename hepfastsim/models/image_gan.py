@@ -163,9 +163,13 @@ class PatchDiscriminator(nn.Module):
         side = IMAGE_SIZE // 4
         self.head = nn.Linear(f[-1] * side * side + N_COND, 1)
 
-    def forward(self, y: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def logits(self, y: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The logit of :meth:`forward`'s probability, ``(n,)``."""
         h = self.conv(torch.cat([y, x], dim=1)).flatten(1)
-        return torch.sigmoid(self.head(torch.cat([h, self.cond_norm(c)], dim=1))).squeeze(1)
+        return self.head(torch.cat([h, self.cond_norm(c)], dim=1)).squeeze(1)
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(y, x, c))
 
 
 class TotalDiscriminator(nn.Module):
@@ -181,8 +185,12 @@ class TotalDiscriminator(nn.Module):
         layers += [nn.Linear(cin, 1)]
         self.net = nn.Sequential(*layers)
 
+    def logits(self, total: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The logit of :meth:`forward`'s probability, ``(n,)``."""
+        return self.net(torch.cat([total[:, None], c], dim=1)).squeeze(1)
+
     def forward(self, total: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(torch.cat([total[:, None], c], dim=1))).squeeze(1)
+        return torch.sigmoid(self.logits(total, c))
 
 
 def n_parameters(module: nn.Module) -> int:

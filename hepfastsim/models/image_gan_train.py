@@ -34,12 +34,15 @@ from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
 __all__ = [
     "MIN_GEN_PT",
     "MAX_ABS_ETA",
+    "SCORE_OBSERVABLES",
+    "CRITERION_OBSERVABLES",
     "SparseImages",
     "ImagePairs",
     "extract_pairs",
     "build_pairs",
     "TrainConfig",
     "generator_losses",
+    "training_device",
     "train_image_gan",
 ]
 
@@ -208,13 +211,28 @@ def build_pairs(
 # training
 
 
+#: Observables of the default checkpoint score: total and ring intensities, pTD, axes, tau21, mass.
+SCORE_OBSERVABLES = ("pt", "ring0", "ring1", "ring2", "ring3", "ptd", "major", "minor", "tau21", "mass")
+#: The observables the image-GAN validation criterion is on (ring intensities and substructure).
+CRITERION_OBSERVABLES = ("ring0", "ring1", "ring2", "ring3", "ptd", "major", "minor", "tau21", "tau32")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training settings. Loss weights (section 2.1 of the paper; the paper does not give
     their values): ``w_adv`` patch-GAN term, ``w_total_adv`` the D_T game (the paper's tau),
     ``w_l2`` the L2 term (summed over pixels), ``w_mask`` the paper's lambda (mask
     cross-entropy + intensity L2 on the non-empty reco pixels, both summed over pixels),
-    ``w_sum`` the MSE of the total intensities (the paper's mu)."""
+    ``w_sum`` the MSE of the total intensities (the paper's mu). ``device``: the torch device
+    the three networks train on (``"cpu"``, ``"cuda"``, ``"cuda:1"``); checkpoints are scored
+    and returned on the CPU. ``score_observables``: the image observables whose W1 (over the
+    reco standard deviation) the checkpoint score averages (see :func:`_score`).
+    ``logit_loss``: the adversarial cross-entropies from the discriminators' logits, with no
+    clipping; by default they are on probabilities clipped to [1e-6, 1 - 1e-6] as in the
+    paper's Keras losses, whose generator gradient vanishes once D rejects a fake with
+    probability below 1e-6. ``ema_decay``: score and keep an exponential moving average of
+    the generator's weights and batch-norm statistics (updated after every generator step)
+    instead of the raw weights."""
 
     batch_size: int = 128
     learning_rate: float = 2e-4
@@ -230,12 +248,33 @@ class TrainConfig:
     eval_jets: int = 4000
     holdout_fraction: float = 0.02
     seed: int = 0
+    device: str = "cpu"
+    score_observables: tuple[str, ...] = SCORE_OBSERVABLES
+    logit_loss: bool = False
+    ema_decay: float | None = None
+
+    def __post_init__(self) -> None:
+        from hepfastsim.errors import HepfastsimError
+
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise HepfastsimError(f"ema_decay (--ema) must be between 0 and 1, got {self.ema_decay}")
 
 
 def _bce(p: Any, target: float) -> Any:
     import torch
 
     return torch.nn.functional.binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), torch.full_like(p, target))
+
+
+def _adversarial(net: Any, inputs: tuple[Any, ...], target: float, config: TrainConfig) -> Any:
+    """Cross-entropy of discriminator ``net`` on ``inputs`` against label ``target`` (see
+    ``TrainConfig.logit_loss``)."""
+    import torch
+
+    if config.logit_loss:
+        logits = net.logits(*inputs)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+    return _bce(net(*inputs), target)
 
 
 def generator_losses(
@@ -254,9 +293,9 @@ def generator_losses(
 
     g2 = g0 * sample_hard_mask(g1, z)
     occupied = (y > 0).to(y.dtype)
-    adv = _bce(disc(g2, x, c), 1.0)
+    adv = _adversarial(disc, (g2, x, c), 1.0, config)
     tot_g, tot_y = g2.sum(dim=(1, 2, 3)), y.sum(dim=(1, 2, 3))
-    adv_t = _bce(disc_total(tot_g, c), 1.0)
+    adv_t = _adversarial(disc_total, (tot_g, c), 1.0, config)
     l2 = ((g2 - y) ** 2).sum(dim=(1, 2, 3)).mean()
     mask_bce = torch.nn.functional.binary_cross_entropy(g1.clamp(1e-6, 1 - 1e-6), occupied,
                                                         reduction="none").sum(dim=(1, 2, 3)).mean()
@@ -269,9 +308,10 @@ def generator_losses(
     return loss, g2, terms
 
 
-def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int) -> dict[str, float]:
-    """Checkpoint score: W1 of total and ring intensities, pTD, axes, tau21 between generated
-    and reco images of ``rows``, each divided by the reco standard deviation, averaged."""
+def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int,
+           observables: Sequence[str] = SCORE_OBSERVABLES) -> dict[str, float]:
+    """Checkpoint score: W1 of each of ``observables`` between generated and reco images of
+    ``rows``, divided by the reco standard deviation, and their mean (``"score"``)."""
     from hepfastsim.jets.observables import image_observables
     from hepfastsim.evaluation.metrics import wasserstein1
 
@@ -282,12 +322,29 @@ def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int) -> dict[s
     ref = image_observables(y.astype(np.float64))
     got = image_observables(img.astype(np.float64))
     out = {}
-    for name in ("pt", "ring0", "ring1", "ring2", "ring3", "ptd", "major", "minor", "tau21", "mass"):
+    for name in observables:
         r, g = ak.to_numpy(ref[name]), ak.to_numpy(got[name])
         r, g = r[np.isfinite(r)], g[np.isfinite(g)]
         out[name] = wasserstein1(r, g) / max(float(np.std(r)), 1e-12)
     out["score"] = float(np.mean(list(out.values())))
     return out
+
+
+def training_device(name: str) -> Any:
+    """The torch device called ``name``; a clear error when it does not exist here."""
+    import torch
+
+    from hepfastsim.errors import HepfastsimError
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise HepfastsimError(f"unknown torch device {name!r} ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HepfastsimError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA GPU here")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
 
 
 def train_image_gan(
@@ -316,6 +373,7 @@ def train_image_gan(
     )
 
     arch = arch or ImageGANConfig()
+    device = training_device(config.device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     events = np.unique(pairs.event)
@@ -327,6 +385,13 @@ def train_image_gan(
     for name, net in (("G", G), ("D", D), ("DT", DT)):
         if init and name in init:
             net.load_state_dict(init[name])
+        net.to(device)
+    ema = (None if config.ema_decay is None else
+           torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+               config.ema_decay), use_buffers=True))
+    if ema is not None:
+        ema.module.eval()
+    kept = G if ema is None else ema.module  # the generator scored and returned
     opt_g = torch.optim.Adam(G.parameters(), lr=config.learning_rate, betas=config.betas)
     opt_d = torch.optim.Adam([*D.parameters(), *DT.parameters()], lr=config.learning_rate, betas=config.betas)
     n_steps = int(config.epochs * len(train_rows) / config.batch_size)
@@ -336,16 +401,17 @@ def train_image_gan(
     step = 0
     for step in range(1, n_steps + 1):
         rows = np.sort(rng.choice(train_rows, config.batch_size, replace=False))
-        x = torch.from_numpy(pairs.gen.dense(rows))[:, None]
-        y = torch.from_numpy(pairs.reco.dense(rows))[:, None]
-        c = condition_features(pairs.cond[rows])
+        x = torch.from_numpy(pairs.gen.dense(rows))[:, None].to(device)
+        y = torch.from_numpy(pairs.reco.dense(rows))[:, None].to(device)
+        c = condition_features(pairs.cond[rows]).to(device)
         g0, g1 = G(x, c)
         z = torch.rand_like(g1)
         # discriminators
         with torch.no_grad():
             fake = g0 * (z < g1).to(g0.dtype)
-        loss_d = (_bce(D(y, x, c), 1.0) + _bce(D(fake, x, c), 0.0)
-                  + _bce(DT(y.sum(dim=(1, 2, 3)), c), 1.0) + _bce(DT(fake.sum(dim=(1, 2, 3)), c), 0.0))
+        loss_d = (_adversarial(D, (y, x, c), 1.0, config) + _adversarial(D, (fake, x, c), 0.0, config)
+                  + _adversarial(DT, (y.sum(dim=(1, 2, 3)), c), 1.0, config)
+                  + _adversarial(DT, (fake.sum(dim=(1, 2, 3)), c), 0.0, config))
         opt_d.zero_grad()
         loss_d.backward()
         opt_d.step()
@@ -354,25 +420,28 @@ def train_image_gan(
         opt_g.zero_grad()
         loss_g.backward()
         opt_g.step()
+        if ema is not None:
+            ema.update_parameters(G)
         out_of_time = config.max_minutes is not None and time.perf_counter() - start > 60 * config.max_minutes
         if step % config.eval_every == 0 or step == n_steps or out_of_time:
-            G.eval()
-            score = _score(LoadedImageGAN(G, arch), pairs, eval_rows, config.seed + step)
+            kept.eval()
+            scored = kept if device.type == "cpu" else copy.deepcopy(kept).cpu()
+            score = _score(LoadedImageGAN(scored, arch), pairs, eval_rows, config.seed + step,
+                           config.score_observables)
             G.train()
             entry = {"step": step, "seconds": round(time.perf_counter() - start, 1), "loss_d": loss_d.item(),
                      "loss_g": loss_g.item(), **terms, **{f"heldout_{k}": v for k, v in score.items()}}
             history.append(entry)
             if score["score"] < best["score"]:
-                best = {"score": score["score"], "state": copy.deepcopy(G.state_dict()), "step": step}
+                best = {"score": score["score"], "state": copy.deepcopy(kept.state_dict()), "step": step}
             if on_step is not None:
                 on_step(step, n_steps, entry)
         elif on_step is not None and step % 50 == 0:
             on_step(step, n_steps, {"loss_d": loss_d.item(), "loss_g": loss_g.item(), **terms})
         if out_of_time:
             break
-    if best["state"] is not None:
-        G.load_state_dict(best["state"])
-    G.eval()
+    G.load_state_dict(best["state"] if best["state"] is not None else kept.state_dict())
+    G.cpu().eval()
     report = {
         "config": asdict(config),
         "train_jets": int(len(train_rows)),
@@ -383,6 +452,6 @@ def train_image_gan(
         "best_heldout_score": best["score"],
         "seconds": round(time.perf_counter() - start, 1),
         "history": history,
-        "discriminators": {"D": D.state_dict(), "DT": DT.state_dict()},
+        "discriminators": {"D": D.cpu().state_dict(), "DT": DT.cpu().state_dict()},
     }
     return G, report

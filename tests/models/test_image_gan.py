@@ -25,9 +25,12 @@ from hepfastsim.models.image_gan import (
 from hepfastsim.models.image_gan_train import (
     ImagePairs,
     SparseImages,
+    CRITERION_OBSERVABLES,
+    SCORE_OBSERVABLES,
     TrainConfig,
     build_pairs,
     generator_losses,
+    train_image_gan,
 )
 from hepfastsim.simulators.base import GenEvents
 from hepfastsim.simulators.image_gan import ImageGANSimulator
@@ -126,6 +129,74 @@ def test_training_steps_reduce_the_loss(pairs: ImagePairs) -> None:
         loss.backward()
         opt.step()
     assert losses[-1] < 0.9 * losses[0]
+
+
+class _SureDiscriminator(torch.nn.Module):
+    """Rejects every image with logit about -30 (probability 1e-13), still a function of it."""
+
+    def logits(self, y: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
+        return -30.0 + 1e-3 * y.reshape(len(y), -1).sum(dim=1)
+
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(*args))
+
+
+@pytest.mark.parametrize("logit_loss", [False, True])
+def test_logit_loss_keeps_the_generator_gradient_when_d_is_sure(pairs: ImagePairs, logit_loss: bool) -> None:
+    """The paper's clipped cross-entropy gives the generator no adversarial gradient once D
+    rejects a fake below probability 1e-6; the logit form gives d(-log sigmoid(l))/dl = -1."""
+    rows = np.arange(4)
+    x, y = torch.from_numpy(pairs.gen.dense(rows))[:, None], torch.from_numpy(pairs.reco.dense(rows))[:, None]
+    c = condition_features(pairs.cond[rows])
+    g0 = y.clone().requires_grad_(True)
+    g1 = torch.full_like(y, 0.99)
+    z = torch.zeros_like(y)  # every pixel kept: G2 = G0
+    cfg = TrainConfig(w_total_adv=0.0, w_l2=0.0, w_mask=0.0, w_sum=0.0, logit_loss=logit_loss)
+    loss, _, terms = generator_losses(g0, g1, z, x, y, c, _SureDiscriminator(), _SureDiscriminator(), cfg)
+    loss.backward()
+    grad = g0.grad.abs().max().item()
+    if logit_loss:
+        assert terms["adv"] == pytest.approx(30.0, abs=0.5)
+        assert grad == pytest.approx(1e-3 / len(rows), rel=1e-3)  # -1 x 1e-3 per pixel / batch mean
+    else:
+        assert terms["adv"] == pytest.approx(-np.log(1e-6), rel=1e-6) and grad == 0.0
+
+
+def test_ema_generator_is_the_moving_average_of_the_steps(pairs: ImagePairs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ema_decay the returned generator holds the exponential moving average of the
+    generator's weights after each of its optimizer steps (recomputed here), not the last ones."""
+    from hepfastsim.errors import HepfastsimError
+
+    optimizers: list[list[list[torch.Tensor]]] = []
+
+    class Spy(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            super().__init__(*args, **kwargs)
+            self.after_steps: list[list[torch.Tensor]] = []
+            optimizers.append(self.after_steps)
+
+        def step(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            out = super().step(*args, **kwargs)
+            self.after_steps.append([p.detach().clone() for g in self.param_groups for p in g["params"]])
+            return out
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)
+    arch = ImageGANConfig(base_filters=8, dropout=0.0, disc_filters=(8, 8, 8, 8))
+    decay = 0.7
+    # about 70% of the jets train: 48 / len(pairs) epochs are 4 steps of 8 jets
+    config = TrainConfig(batch_size=8, epochs=48 / len(pairs), eval_every=10_000, eval_jets=16, holdout_fraction=0.3,
+                         learning_rate=1e-2, ema_decay=decay)
+    generator, report = train_image_gan(pairs, config, arch=arch)
+    after_g = optimizers[0]  # the generator's optimizer is created first
+    assert len(after_g) == report["steps_run"] >= 3 and report["best_step"] == report["steps_run"]
+    average = after_g[0]
+    for step in after_g[1:]:
+        average = [decay * a + (1 - decay) * s for a, s in zip(average, step)]
+    for kept, avg, last in zip(generator.parameters(), average, after_g[-1]):
+        assert torch.allclose(kept.detach(), avg, atol=1e-6)
+    assert not all(torch.allclose(k.detach(), last, atol=1e-5) for k, last in zip(generator.parameters(), after_g[-1]))
+    with pytest.raises(HepfastsimError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
 
 
 def test_save_load_without_pickle_keeps_metadata(tmp_path: Path) -> None:
@@ -245,3 +316,47 @@ def test_train_cli_continues_and_records_the_chain(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "b.json").read_text())
     assert meta["retrain_commands"] == [first["retrain_command"], meta["retrain_command"]]
     assert meta["training"]["initialised_from"] == str(tmp_path / "a")
+    assert "--device cpu" in meta["retrain_command"] and meta["training"]["config"]["device"] == "cpu"
+    assert meta["training"]["config"]["score_observables"] == list(SCORE_OBSERVABLES)
+
+
+def test_train_cli_records_score_observables_logit_loss_and_ema(tmp_path: Path) -> None:
+    from hepfastsim.cli.main import main
+
+    assert main(["train", "image-gan", "--data", str(EXAMPLE), "--out", str(tmp_path / "a"), "--epochs", "0.05",
+                 "--batch-size", "16", "--eval-every", "1000", "--threads", "1", "--quiet", "--logit-loss",
+                 "--ema", "0.9", "--score-observables", "criterion", "pt"]) == 0
+    meta = json.loads((tmp_path / "a.json").read_text())
+    config = meta["training"]["config"]
+    assert config["score_observables"] == [*CRITERION_OBSERVABLES, "pt"]
+    assert config["logit_loss"] is True and config["ema_decay"] == 0.9
+    assert "--logit-loss" in meta["retrain_command"] and "--ema 0.9" in meta["retrain_command"]
+    assert meta["retrain_command"].endswith("--score-observables criterion pt")
+    assert set(meta["training"]["history"][-1]) >= {f"heldout_{n}" for n in CRITERION_OBSERVABLES}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--score-observables", "ring9"], "unknown ring9"),
+    (["--ema", "1.5"], "--ema"),
+    (["--eval-jets", "0"], "--eval-jets"),
+])
+def test_train_cli_refuses_bad_training_options(extra: list[str], message: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from hepfastsim.cli.main import main
+
+    code = main(["train", "image-gan", "--data", str(EXAMPLE), "--out", str(tmp_path / "m"), "--quiet", *extra])
+    assert code != 0 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "tpu-9"])
+def test_train_cli_refuses_a_device_it_cannot_use(device: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from hepfastsim.cli.main import main
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    code = main(["train", "image-gan", "--data", str(EXAMPLE), "--out", str(tmp_path / "m"), "--epochs", "0.05",
+                 "--device", device, "--quiet"])
+    assert code != 0 and repr(device) in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
