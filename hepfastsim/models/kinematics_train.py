@@ -36,6 +36,7 @@ from hepfastsim.models.kinematics_flow import (
     QuantileScaler,
     Scaler,
     build_model,
+    nconst_inputs,
     fake_context,
     find_lattice,
     fake_targets,
@@ -47,8 +48,8 @@ from hepfastsim.models.kinematics_flow import (
 
 __all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
 
-#: The four networks of the model, in training order (attribute names of the torch module).
-NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow")
+#: The networks of the model, in training order (attribute names of the torch module).
+NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow", "nconst")
 
 RECO_BRANCHES: tuple[str, ...] = (
     "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_genJetIdx", "Jet_nConstituents", "Jet_area",
@@ -412,7 +413,7 @@ def train_kinematics(
     on_progress: ProgressFn | None = None,
     init: LoadedModel | None = None,
 ) -> LoadedModel:
-    """Train the four networks of :mod:`hepfastsim.models.kinematics_flow` on ``data``.
+    """Train the networks of :mod:`hepfastsim.models.kinematics_flow` on ``data``.
 
     ``init``: continue from this model (its weights, architecture, scalers and lattices)
     instead of starting from scratch, e.g. to extend a run that its budget stopped.
@@ -439,6 +440,11 @@ def train_kinematics(
         ctx_scaler, tgt_scaler = init.context_scaler, init.target_scaler
         ev_scaler, fake_tgt_scaler = init.fake_context_scaler, init.fake_target_scaler
         area_lattice, fake_area_lattice = init.area_lattice, init.fake_area_lattice
+        if "nconst" in fresh and arch.nconst_max == 0:  # a model from before the count network: add it
+            arch = replace(arch, nconst_max=config.arch.nconst_max or ARCH_DEFAULTS.nconst_max,
+                           nconst_hidden=config.arch.nconst_hidden)
+        if "nconst" in config.networks and arch.nconst_max == 0 and config.networks != NETWORKS:
+            raise HepfastsimError("the model has no nconst network to train: add it with fresh (--fresh nconst)")
         if fresh:
             rebuilt = build_model(arch)
             for name in fresh:
@@ -464,7 +470,8 @@ def train_kinematics(
     # the wall-clock budget is shared by the networks trained: the flow gets ``flow_share``
     # of it when trained, the others equal parts of the rest
     weight = {name: (config.flow_share if name == "flow" else (1.0 - config.flow_share) / 3.0) for name in NETWORKS}
-    total_weight = sum(weight[name] for name in config.networks)
+    trained = [name for name in config.networks if name != "nconst" or arch.nconst_max > 0]
+    total_weight = sum(weight[name] for name in trained)
 
     def seconds(name: str) -> float | None:
         return None if config.max_minutes is None else 60.0 * config.max_minutes * weight[name] / total_weight
@@ -523,6 +530,15 @@ def train_kinematics(
     if len(fy) and "fake_flow" in config.networks:
         report["fake_flow"] = _fit("fake_flow", module.fake_flow, fake_loss, (f_ctx[~hf], fy[~hf]), (f_ctx[hf], fy[hf]),
                                    config, seconds("fake_flow"), gen, on_progress)
+    # 5. constituent count of a matched jet given the context and the flow's other outputs
+    if "nconst" in config.networks and arch.nconst_max > 0:
+        n_class = torch.as_tensor(np.clip(data.targets[:, 4], 1, arch.nconst_max).astype(np.int64) - 1)
+
+        def nconst_loss(c: Any, y: Any, k: Any) -> Any:
+            return ce(module.nconst(nconst_inputs(c, _gaussianise(_dequantise(y, 4, 5, area_lattice[0], gen), *t_knots))), k)
+
+        report["nconst"] = _fit("nconst", module.nconst, nconst_loss, (m_ctx[~hm], y[~hm], n_class[~hm]),
+                                (m_ctx[hm], y[hm], n_class[hm]), config, seconds("nconst"), gen, on_progress)
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

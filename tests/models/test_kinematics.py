@@ -396,3 +396,63 @@ def test_ema_keeps_the_moving_average_of_the_weights(monkeypatch: pytest.MonkeyP
         assert not torch.allclose(k, last, atol=1e-4)
     with pytest.raises(HepfastsimError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_the_count_network_draws_nconstituents(tiny_model: Path) -> None:
+    """A model with the count network takes a matched jet's nConstituents from it: with every
+    category but one switched off, every matched jet gets that count; unmatched jets keep the
+    unmatched-jet flow's counts. A model from before the network (no ``nconst_max`` in its
+    metadata) loads without it and keeps the matched flow's counts."""
+    sim = KinematicsSimulator(tiny_model)
+    head = sim.model.module.nconst
+    assert sim.model.arch.nconst_max == TINY.nconst_max == 128
+    with torch.no_grad():
+        head[-1].weight.zero_()
+        head[-1].bias.fill_(-50.0)
+        head[-1].bias[6] = 50.0  # category 6: seven constituents
+    reco = sim.simulate(_gen_events(150))
+    n_matched = ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx >= 0]))
+    n_unmatched = ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx < 0]))
+    assert len(n_matched) > 50 and np.all(n_matched == 7)
+    assert len(np.unique(n_unmatched)) > 3
+
+
+def test_models_without_the_count_network_still_load(tiny_model: Path, tmp_path: Path) -> None:
+    doc = json.loads(tiny_model.with_suffix(".json").read_text())
+    state = load_model(tiny_model)
+    old = dataclasses.replace(state, arch=dataclasses.replace(state.arch, nconst_max=0))
+    del old.module.nconst
+    base = tmp_path / "old"
+    save_model(old, base)
+    written = json.loads(base.with_suffix(".json").read_text())
+    del written["architecture"]["nconst_max"]  # as files written before the network existed
+    base.with_suffix(".json").write_text(json.dumps(written))
+    loaded = load_model(base)
+    assert loaded.arch.nconst_max == 0 and not hasattr(loaded.module, "nconst")
+    reco = KinematicsSimulator(base).simulate(_gen_events(150))
+    assert len(np.unique(ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx >= 0])))) > 3
+    assert doc["architecture"]["nconst_max"] == 128
+
+
+def test_fresh_nconst_adds_the_count_network_to_an_older_model(paired_file: Path, tiny_model: Path) -> None:
+    """--networks nconst --fresh nconst on a model without the network adds and trains it; the
+    other networks and the scalers stay as they were; without --fresh it is refused."""
+    from hepfastsim.errors import HepfastsimError
+
+    state = load_model(tiny_model)
+    old = dataclasses.replace(state, arch=dataclasses.replace(state.arch, nconst_max=0))
+    del old.module.nconst
+    data = load_training_data([str(paired_file)], holdout_fraction=0.2)
+    with pytest.raises(HepfastsimError, match="--fresh nconst"):
+        train_kinematics(data, TrainConfig(epochs=1, batch_size=256, networks=("nconst",)), init=old)
+    config = TrainConfig(epochs=30, batch_size=256, learning_rate=1e-2, networks=("nconst",), fresh=("nconst",),
+                         arch=dataclasses.replace(TINY, nconst_max=40))
+    new = train_kinematics(data, config, init=old)
+    assert new.arch.nconst_max == 40 and new.module.nconst[-1].out_features == 40
+    assert set(new.metadata["training"]["networks"]) == {"nconst"}
+    for name in ("flow", "efficiency", "fake_count", "fake_flow"):
+        for a, b in zip(getattr(old.module, name).state_dict().values(), getattr(new.module, name).state_dict().values()):
+            assert torch.equal(a.float(), b.float()), name
+    assert new.target_scaler == old.target_scaler and new.area_lattice == old.area_lattice
+    report = new.metadata["training"]["networks"]["nconst"]
+    assert report["best_heldout_loss"] < np.log(40)  # better than a uniform guess over the categories
