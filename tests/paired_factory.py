@@ -37,6 +37,7 @@ def make_paired_events(n_events: int, seed: int = 3, eff: float = 0.8, fake_mean
     mass = np.concatenate([flat["mass"][keep] * rng.normal(1.0, 0.1, keep.sum()), rng.uniform(1, 6, nf)])
     ncon = np.concatenate([rng.integers(5, 40, keep.sum()), rng.integers(1, 6, nf)])
     area = np.concatenate([rng.normal(0.5, 0.03, keep.sum()), rng.normal(0.45, 0.05, nf)])
+    area = np.round(area / 0.01) * 0.01  # counted in ghosts, as FastJet's active areas: a lattice
     gidx = np.concatenate([local[keep], np.full(nf, -1)])
     event = np.concatenate([ev_gen[keep], ev_fake])
     order = np.lexsort((-pt, event))

@@ -29,13 +29,13 @@ Four small torch networks, all conditioned on generator-level information only:
   (pileup and fake) reco jets per event, given (nPU, rho, number of gen jets).
 * ``fake_flow``: a conditional spline flow over (log(pT - pT_floor), eta, log(1 + m),
   log(n_const + u), area) of an unmatched jet; its phi is uniform.
-* ``nconst`` (when ``Architecture.nconst_max`` > 0): an MLP giving a categorical
-  distribution of a matched jet's nConstituents (1 .. nconst_max) given the gen-jet context
-  and the flow's five other outputs (in the flow's Gaussianised coordinates,
-  :data:`NCONST_INPUT_COLUMNS`). The simulator draws the count from it in place of the
-  flow's dequantised count: p(count, rest) = p(rest) p(count | rest), with the flow giving
-  p(rest). A continuous density cannot put its mass exactly on the integer cells (at small
-  counts it spills across cell edges); a categorical model fits the count without that bias.
+* ``area`` (when ``Architecture.area_values`` > 0): an MLP giving a categorical distribution
+  over the jet-area lattice values seen in training, given the gen-jet context and the flow's
+  first four outputs (:data:`AREA_INPUT_COLUMNS`, in the flow's Gaussianised coordinates).
+  The simulator draws a matched jet's area from it in place of the flow's snapped area. A
+  continuous density cannot put its mass exactly on the lattice values: snapping the flow's
+  area gave single values 2-20% off. The flow's nConstituents stays; it no longer sees the
+  drawn area beyond the four outputs the two share.
 
 Gen-jet context (in this order, standardised): log pT, eta, |eta|, log(1 + m), m / pT, flavour
 one-hot (b, c, g, light quark, other), nPU, rho, Delta R to the nearest other gen jet
@@ -62,8 +62,8 @@ __all__ = [
     "TARGET_NAMES",
     "FAKE_TARGET_NAMES",
     "FAKE_CONTEXT_NAMES",
-    "NCONST_INPUT_COLUMNS",
-    "nconst_inputs",
+    "AREA_INPUT_COLUMNS",
+    "area_inputs",
     "gen_context",
     "nearest_neighbour_dr",
     "matched_targets",
@@ -79,6 +79,7 @@ __all__ = [
     "QuantileScaler",
     "find_lattice",
     "snap",
+    "lattice_index",
     "n_parameters",
     "categorical_cdf",
 ]
@@ -91,8 +92,8 @@ CONTEXT_NAMES: tuple[str, ...] = (
 TARGET_NAMES: tuple[str, ...] = ("log_response", "deta", "dphi", "dlog1p_mass", "log_nconst", "area")
 FAKE_CONTEXT_NAMES: tuple[str, ...] = ("n_pu", "rho", "n_gen")
 FAKE_TARGET_NAMES: tuple[str, ...] = ("log_pt_above_floor", "eta", "log1p_mass", "log_nconst", "area")
-#: Columns of the matched flow's (Gaussianised) output that condition the count network.
-NCONST_INPUT_COLUMNS: tuple[int, ...] = (0, 1, 2, 3, 5)
+#: Columns of the matched flow's (Gaussianised) output that condition the area network.
+AREA_INPUT_COLUMNS: tuple[int, ...] = (0, 1, 2, 3)
 
 # Fixed analytic pre-scalings (the parametric baseline's resolutions), see module docstring.
 _ANGULAR_A_GEV = 0.8
@@ -117,13 +118,13 @@ class Architecture:
     fake_max: int = 24  # categories 0..fake_max unmatched jets per event
     fake_flow_transforms: int = 4
     fake_flow_hidden: tuple[int, ...] = (48, 48)
-    nconst_max: int = 128  # categories 1..nconst_max constituents; 0: no count network (the flow's count)
-    nconst_hidden: tuple[int, ...] = (64, 64)
+    area_values: int = -1  # categories of the area network: -1 as many as the area lattice has; 0: none
+    area_hidden: tuple[int, ...] = (64, 64)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Architecture:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
-        kw.setdefault("nconst_max", 0)  # written before the count network existed: it has none
+        kw.setdefault("area_values", 0)  # written before the area network existed: it has none
         return cls(**kw)
 
 
@@ -352,8 +353,8 @@ def _mlp(inputs: int, outputs: int, hidden: tuple[int, ...]) -> Any:
 
 
 def build_model(arch: Architecture = ARCH_DEFAULTS) -> Any:
-    """The networks in one ``torch.nn.Module`` (float32, untrained); ``nconst`` only when
-    ``arch.nconst_max`` > 0."""
+    """The networks in one ``torch.nn.Module`` (float32, untrained); ``area`` only when
+    ``arch.area_values`` > 0."""
     import torch
 
     model = torch.nn.Module()
@@ -363,15 +364,15 @@ def build_model(arch: Architecture = ARCH_DEFAULTS) -> Any:
     model.fake_flow = _spline_flow(
         len(FAKE_TARGET_NAMES), len(FAKE_CONTEXT_NAMES), arch.fake_flow_transforms, arch.fake_flow_hidden, arch.flow_bins
     )
-    if arch.nconst_max > 0:
-        model.nconst = _mlp(len(CONTEXT_NAMES) + len(NCONST_INPUT_COLUMNS), arch.nconst_max, arch.nconst_hidden)
+    if arch.area_values > 0:
+        model.area = _mlp(len(CONTEXT_NAMES) + len(AREA_INPUT_COLUMNS), arch.area_values, arch.area_hidden)
     return model.float()
 
 
-def nconst_inputs(context_std: Any, flow_gauss: Any) -> Any:
-    """Inputs (n, C + 5) of the count network: the standardised gen context and the matched
-    flow's outputs (n, 6) in its Gaussianised coordinates, count column dropped (numpy or torch)."""
-    cols = list(NCONST_INPUT_COLUMNS)
+def area_inputs(context_std: Any, flow_gauss: Any) -> Any:
+    """Inputs (n, C + 4) of the area network: the standardised gen context and the matched
+    flow's outputs (n, 6) in its Gaussianised coordinates, count and area dropped (numpy or torch)."""
+    cols = list(AREA_INPUT_COLUMNS)
     if isinstance(context_std, np.ndarray):
         return np.concatenate([context_std, flow_gauss[:, cols]], axis=1)
     import torch
@@ -465,15 +466,21 @@ def find_lattice(x: np.ndarray, max_values: int = 5000) -> tuple[float, float, t
     return step, origin, tuple(float(v) for v in values)
 
 
+def lattice_index(x: np.ndarray, lattice: tuple[Any, ...]) -> np.ndarray:
+    """Index (int64) of the lattice's observed value nearest to each ``x``; the lattice must
+    have values."""
+    values = np.asarray(lattice[2], np.float64)
+    i = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
+    return np.where(np.abs(x - values[i - 1]) <= np.abs(values[i] - x), i - 1, i).astype(np.int64)
+
+
 def snap(x: np.ndarray, lattice: tuple[float, ...] | tuple[float, float, tuple[float, ...]]) -> np.ndarray:
     """Replace ``x`` by the nearest of the lattice's observed values (exactly those values, so
     that no classifier can tell them apart by rounding); unchanged when there is no lattice."""
     values = np.asarray(lattice[2] if len(lattice) > 2 else (), np.float64)
     if len(values) == 0:
         return x
-    i = np.clip(np.searchsorted(values, x), 1, len(values) - 1)
-    left, right = values[i - 1], values[i]
-    return np.where(np.abs(x - left) <= np.abs(right - x), left, right)
+    return values[lattice_index(x, lattice)]
 
 
 @dataclass

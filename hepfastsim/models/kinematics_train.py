@@ -36,7 +36,8 @@ from hepfastsim.models.kinematics_flow import (
     QuantileScaler,
     Scaler,
     build_model,
-    nconst_inputs,
+    area_inputs,
+    lattice_index,
     fake_context,
     find_lattice,
     fake_targets,
@@ -49,7 +50,7 @@ from hepfastsim.models.kinematics_flow import (
 __all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
 
 #: The networks of the model, in training order (attribute names of the torch module).
-NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow", "nconst")
+NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow", "area")
 
 RECO_BRANCHES: tuple[str, ...] = (
     "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_genJetIdx", "Jet_nConstituents", "Jet_area",
@@ -440,15 +441,16 @@ def train_kinematics(
         ctx_scaler, tgt_scaler = init.context_scaler, init.target_scaler
         ev_scaler, fake_tgt_scaler = init.fake_context_scaler, init.fake_target_scaler
         area_lattice, fake_area_lattice = init.area_lattice, init.fake_area_lattice
-        if "nconst" in fresh and arch.nconst_max == 0:  # a model from before the count network: add it
-            arch = replace(arch, nconst_max=config.arch.nconst_max or ARCH_DEFAULTS.nconst_max,
-                           nconst_hidden=config.arch.nconst_hidden)
-        if "nconst" in config.networks and arch.nconst_max == 0 and config.networks != NETWORKS:
-            raise HepfastsimError("the model has no nconst network to train: add it with fresh (--fresh nconst)")
+        if "area" in fresh and arch.area_values == 0:  # a model from before the area network: add it
+            arch = replace(arch, area_values=config.arch.area_values or ARCH_DEFAULTS.area_values,
+                           area_hidden=config.arch.area_hidden)
+        if "area" in config.networks and arch.area_values == 0 and config.networks != NETWORKS:
+            raise HepfastsimError("the model has no area network to train: add it with fresh (--fresh area)")
         if fresh:
             rebuilt = build_model(arch)
             for name in fresh:
-                setattr(module, name, getattr(rebuilt, name))
+                if hasattr(rebuilt, name):  # an area network of -1 categories is built below
+                    setattr(module, name, getattr(rebuilt, name))
     else:
         arch = config.arch
         module = build_model(arch)
@@ -464,13 +466,24 @@ def train_kinematics(
             fake_tgt_scaler = QuantileScaler.fit(_dequantise_np(data.fake_jets, 3, 4, fake_area_lattice[0], rng))
         else:
             fake_tgt_scaler = QuantileScaler.fit(rng.normal(size=(100, 5)))
+    # the area network has one category per area-lattice value: sized once the lattice is known
+    n_values = len(area_lattice[2]) if len(area_lattice) > 2 else 0
+    if arch.area_values < 0 or ("area" in fresh and arch.area_values > 0 and arch.area_values != n_values):
+        arch = replace(arch, area_values=n_values)
+        if n_values:
+            module.area = build_model(arch).area
+        elif hasattr(module, "area"):
+            del module.area
+    elif arch.area_values > 0 and arch.area_values != n_values:
+        raise HepfastsimError(f"the area network has {arch.area_values} categories but the refitted area lattice "
+                              f"{n_values} values: rebuild it too (--fresh area)")
     ctx = f32(ctx_scaler.forward(data.context))
     ev_ctx = f32(ev_scaler.forward(data.event_context))
 
     # the wall-clock budget is shared by the networks trained: the flow gets ``flow_share``
     # of it when trained, the others equal parts of the rest
     weight = {name: (config.flow_share if name == "flow" else (1.0 - config.flow_share) / 3.0) for name in NETWORKS}
-    trained = [name for name in config.networks if name != "nconst" or arch.nconst_max > 0]
+    trained = [name for name in config.networks if name != "area" or arch.area_values != 0]
     total_weight = sum(weight[name] for name in trained)
 
     def seconds(name: str) -> float | None:
@@ -530,15 +543,15 @@ def train_kinematics(
     if len(fy) and "fake_flow" in config.networks:
         report["fake_flow"] = _fit("fake_flow", module.fake_flow, fake_loss, (f_ctx[~hf], fy[~hf]), (f_ctx[hf], fy[hf]),
                                    config, seconds("fake_flow"), gen, on_progress)
-    # 5. constituent count of a matched jet given the context and the flow's other outputs
-    if "nconst" in config.networks and arch.nconst_max > 0:
-        n_class = torch.as_tensor(np.clip(data.targets[:, 4], 1, arch.nconst_max).astype(np.int64) - 1)
+    # 5. area of a matched jet (a lattice value) given the context and the flow's first four outputs
+    if "area" in config.networks and arch.area_values > 0:
+        a_class = torch.as_tensor(lattice_index(data.targets[:, 5], area_lattice))
 
-        def nconst_loss(c: Any, y: Any, k: Any) -> Any:
-            return ce(module.nconst(nconst_inputs(c, _gaussianise(_dequantise(y, 4, 5, area_lattice[0], gen), *t_knots))), k)
+        def area_loss(c: Any, y: Any, k: Any) -> Any:
+            return ce(module.area(area_inputs(c, _gaussianise(_dequantise(y, 4, 5, area_lattice[0], gen), *t_knots))), k)
 
-        report["nconst"] = _fit("nconst", module.nconst, nconst_loss, (m_ctx[~hm], y[~hm], n_class[~hm]),
-                                (m_ctx[hm], y[hm], n_class[hm]), config, seconds("nconst"), gen, on_progress)
+        report["area"] = _fit("area", module.area, area_loss, (m_ctx[~hm], y[~hm], a_class[~hm]),
+                              (m_ctx[hm], y[hm], a_class[hm]), config, seconds("area"), gen, on_progress)
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

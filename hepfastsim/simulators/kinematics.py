@@ -5,10 +5,10 @@ Per event:
 1. each valid gen jet (finite, pT > 0) yields a reco jet with the learned efficiency
    (Bernoulli decision from ``uniforms(domain=DOMAIN_EFFICIENCY)``);
 2. a yielded jet's (pT, eta, phi, mass, nConstituents, area) are sampled jointly by pushing
-   ``normals(domain=DOMAIN_FLOW)`` through the inverse of the conditional spline flow; with a
-   count network (models trained since it exists) nConstituents is then drawn by inverse CDF
-   of its categorical distribution given the context and the flow's other five outputs, from
-   one ``uniforms(domain=DOMAIN_NCONST)`` per jet;
+   ``normals(domain=DOMAIN_FLOW)`` through the inverse of the conditional spline flow; with an
+   area network (models trained since it exists) the area is then drawn by inverse CDF of its
+   categorical distribution over the area lattice given the context and the flow's first four
+   outputs, from one ``uniforms(domain=DOMAIN_AREA)`` per jet;
 3. the number of unmatched (pileup and fake) jets is drawn by inverse CDF of the learned
    categorical distribution given (nPU, rho, number of gen jets), from one uniform per
    event; their kinematics come from the second flow, their phi is uniform;
@@ -44,7 +44,7 @@ DOMAIN_FLOW = 102
 DOMAIN_FAKE_COUNT = 103
 DOMAIN_FAKE_FLOW = 104
 DOMAIN_FAKE_PHI = 105
-DOMAIN_NCONST = 106
+DOMAIN_AREA = 107
 
 _BATCH = 1 << 15  # rows per torch call (bounds memory; rows are independent)
 _PAD = 256  # rows of every torch call are padded to a multiple of this
@@ -103,8 +103,8 @@ class KinematicsSimulator(LearnedSimulator):
             # and float32 products of some shapes round differently with the batch composition
             model.module.efficiency.double()
             model.module.fake_count.double()
-            if model.arch.nconst_max > 0:
-                model.module.nconst.double()
+            if model.arch.area_values > 0:
+                model.module.area.double()
             self._model = model
         return self._model
 
@@ -148,12 +148,12 @@ class KinematicsSimulator(LearnedSimulator):
         m = self.model
         return categorical_cdf(self._mlp(m.module.fake_count, m.fake_context_scaler.forward(event_context)))
 
-    def nconst_cdf(self, context_std: np.ndarray, flow_gauss: np.ndarray) -> np.ndarray:
-        """Cumulative distribution (n, nconst_max) of a matched jet's nConstituents (1 ..
-        nconst_max) given its standardised context and the flow's Gaussianised outputs (n, 6)."""
-        from hepfastsim.models.kinematics_flow import categorical_cdf, nconst_inputs
+    def area_cdf(self, context_std: np.ndarray, flow_gauss: np.ndarray) -> np.ndarray:
+        """Cumulative distribution (n, area_values) over the area lattice's values of a matched
+        jet given its standardised context and the flow's Gaussianised outputs (n, 6)."""
+        from hepfastsim.models.kinematics_flow import area_inputs, categorical_cdf
 
-        return categorical_cdf(self._mlp(self.model.module.nconst, nconst_inputs(context_std, flow_gauss)))
+        return categorical_cdf(self._mlp(self.model.module.area, area_inputs(context_std, flow_gauss)))
 
     def simulate(self, events: GenEvents) -> ak.Array:
         from hepfastsim.models.kinematics_flow import (
@@ -193,9 +193,11 @@ class KinematicsSimulator(LearnedSimulator):
         y_gauss = self._flow_inverse(m.module.flow, kept_ctx, z)
         matched = decode_matched(m.target_scaler.inverse(y_gauss), pt[kept], eta[kept], phi[kept], mass[kept],
                                  rho[event_of_jet[kept]])
-        if m.arch.nconst_max > 0:
-            u_n = uniforms(events.keys, offsets, 1, domain=DOMAIN_NCONST)[kept, 0]
-            matched["nConstituents"] = 1.0 + np.sum(self.nconst_cdf(kept_ctx, y_gauss) < u_n[:, None], axis=1)
+        if m.arch.area_values > 0:
+            u_a = uniforms(events.keys, offsets, 1, domain=DOMAIN_AREA)[kept, 0]
+            values = np.asarray(m.area_lattice[2], np.float64)
+            k = np.minimum(np.sum(self.area_cdf(kept_ctx, y_gauss) < u_a[:, None], axis=1), len(values) - 1)
+            matched["area"] = values[k]
         matched["area"] = np.maximum(snap(matched["area"], m.area_lattice), 0.0)
 
         # unmatched (pileup / fake) jets

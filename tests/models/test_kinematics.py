@@ -145,7 +145,7 @@ def test_save_load_without_pickle(tiny_model: Path) -> None:
     assert meta["training"]["files"][0]["events"] == 400
     assert meta["architecture"]["flow_hidden"] == [16]
     model = load_model(tiny_model)
-    assert model.arch == TINY
+    assert model.arch == dataclasses.replace(TINY, area_values=len(model.area_lattice[2])) and model.arch.area_values > 5
     assert model.fake_pt_floor > 0
 
 
@@ -398,61 +398,67 @@ def test_ema_keeps_the_moving_average_of_the_weights(monkeypatch: pytest.MonkeyP
         TrainConfig(ema_decay=1.0)
 
 
-def test_the_count_network_draws_nconstituents(tiny_model: Path) -> None:
-    """A model with the count network takes a matched jet's nConstituents from it: with every
-    category but one switched off, every matched jet gets that count; unmatched jets keep the
-    unmatched-jet flow's counts. A model from before the network (no ``nconst_max`` in its
-    metadata) loads without it and keeps the matched flow's counts."""
+def test_the_area_network_draws_the_area(tiny_model: Path) -> None:
+    """A model with the area network takes a matched jet's area from it (a value of the area
+    lattice): with every category but one switched off every matched jet gets that value;
+    unmatched jets keep the unmatched-jet flow's areas."""
     sim = KinematicsSimulator(tiny_model)
-    head = sim.model.module.nconst
-    assert sim.model.arch.nconst_max == TINY.nconst_max == 128
+    values = np.asarray(sim.model.area_lattice[2])
+    head = sim.model.module.area
+    assert head[-1].out_features == len(values) > 5
+    j = len(values) // 3
     with torch.no_grad():
         head[-1].weight.zero_()
         head[-1].bias.fill_(-50.0)
-        head[-1].bias[6] = 50.0  # category 6: seven constituents
+        head[-1].bias[j] = 50.0
     reco = sim.simulate(_gen_events(150))
-    n_matched = ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx >= 0]))
-    n_unmatched = ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx < 0]))
-    assert len(n_matched) > 50 and np.all(n_matched == 7)
-    assert len(np.unique(n_unmatched)) > 3
+    area = ak.to_numpy(ak.flatten(reco.area[reco.genJetIdx >= 0]))
+    assert len(area) > 50 and np.all(area == np.float32(values[j]))
+    unmatched = ak.to_numpy(ak.flatten(reco.area[reco.genJetIdx < 0]))
+    assert len(np.unique(unmatched)) > 3
 
 
-def test_models_without_the_count_network_still_load(tiny_model: Path, tmp_path: Path) -> None:
+def test_models_without_the_area_network_still_load(tiny_model: Path, tmp_path: Path) -> None:
     doc = json.loads(tiny_model.with_suffix(".json").read_text())
     state = load_model(tiny_model)
-    old = dataclasses.replace(state, arch=dataclasses.replace(state.arch, nconst_max=0))
-    del old.module.nconst
+    old = _without_area_network(state)
     base = tmp_path / "old"
     save_model(old, base)
     written = json.loads(base.with_suffix(".json").read_text())
-    del written["architecture"]["nconst_max"]  # as files written before the network existed
+    del written["architecture"]["area_values"]  # as files written before the network existed
     base.with_suffix(".json").write_text(json.dumps(written))
     loaded = load_model(base)
-    assert loaded.arch.nconst_max == 0 and not hasattr(loaded.module, "nconst")
+    assert loaded.arch.area_values == 0 and not hasattr(loaded.module, "area")
     reco = KinematicsSimulator(base).simulate(_gen_events(150))
-    assert len(np.unique(ak.to_numpy(ak.flatten(reco.nConstituents[reco.genJetIdx >= 0])))) > 3
-    assert doc["architecture"]["nconst_max"] == 128
+    area = ak.to_numpy(ak.flatten(reco.area[reco.genJetIdx >= 0]))
+    assert len(np.unique(area)) > 3 and np.all(np.isin(area, np.float32(state.area_lattice[2])))  # the snapped flow
+    assert doc["architecture"]["area_values"] == len(state.area_lattice[2])
 
 
-def test_fresh_nconst_adds_the_count_network_to_an_older_model(paired_file: Path, tiny_model: Path) -> None:
-    """--networks nconst --fresh nconst on a model without the network adds and trains it; the
-    other networks and the scalers stay as they were; without --fresh it is refused."""
+def _without_area_network(model):  # noqa: ANN001, ANN202
+    old = dataclasses.replace(model, arch=dataclasses.replace(model.arch, area_values=0))
+    del old.module.area
+    return old
+
+
+def test_fresh_adds_the_area_network_to_an_older_model(paired_file: Path, tiny_model: Path) -> None:
+    """--networks area --fresh area on a model without the network adds it, sized to the
+    model's area lattice, and trains it; the other networks and the scalers stay as they were;
+    without --fresh it is refused."""
     from hepfastsim.errors import HepfastsimError
 
-    state = load_model(tiny_model)
-    old = dataclasses.replace(state, arch=dataclasses.replace(state.arch, nconst_max=0))
-    del old.module.nconst
+    old = _without_area_network(load_model(tiny_model))
     data = load_training_data([str(paired_file)], holdout_fraction=0.2)
-    with pytest.raises(HepfastsimError, match="--fresh nconst"):
-        train_kinematics(data, TrainConfig(epochs=1, batch_size=256, networks=("nconst",)), init=old)
-    config = TrainConfig(epochs=30, batch_size=256, learning_rate=1e-2, networks=("nconst",), fresh=("nconst",),
-                         arch=dataclasses.replace(TINY, nconst_max=40))
+    with pytest.raises(HepfastsimError, match="--fresh area"):
+        train_kinematics(data, TrainConfig(epochs=1, batch_size=256, networks=("area",)), init=old)
+    config = TrainConfig(epochs=30, batch_size=256, learning_rate=1e-2, networks=("area",), fresh=("area",), arch=TINY)
     new = train_kinematics(data, config, init=old)
-    assert new.arch.nconst_max == 40 and new.module.nconst[-1].out_features == 40
-    assert set(new.metadata["training"]["networks"]) == {"nconst"}
+    n_values = len(old.area_lattice[2])
+    assert new.arch.area_values == n_values and new.module.area[-1].out_features == n_values
+    assert set(new.metadata["training"]["networks"]) == {"area"}
     for name in ("flow", "efficiency", "fake_count", "fake_flow"):
         for a, b in zip(getattr(old.module, name).state_dict().values(), getattr(new.module, name).state_dict().values()):
             assert torch.equal(a.float(), b.float()), name
     assert new.target_scaler == old.target_scaler and new.area_lattice == old.area_lattice
-    report = new.metadata["training"]["networks"]["nconst"]
-    assert report["best_heldout_loss"] < np.log(40)  # better than a uniform guess over the categories
+    # better than a uniform guess over the lattice values
+    assert new.metadata["training"]["networks"]["area"]["best_heldout_loss"] < np.log(n_values)
