@@ -148,12 +148,21 @@ class KinematicsSimulator(LearnedSimulator):
         m = self.model
         return categorical_cdf(self._mlp(m.module.fake_count, m.fake_context_scaler.forward(event_context)))
 
-    def area_cdf(self, context_std: np.ndarray, flow_gauss: np.ndarray) -> np.ndarray:
-        """Cumulative distribution (n, area_values) over the area lattice's values of a matched
-        jet given its standardised context and the flow's Gaussianised outputs (n, 6)."""
+    def area_index(self, context_std: np.ndarray, flow_gauss: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Index into the area lattice's values of each matched jet, drawn by inverse CDF with
+        uniforms ``u`` (n,) from the area network's categorical distribution given the
+        standardised context and the flow's Gaussianised outputs (n, 6). Rows go through in
+        small blocks: the (rows x lattice values) probabilities of a whole chunk would be
+        hundreds of MB, and allocating them took longer than the network (measured)."""
         from hepfastsim.models.kinematics_flow import area_inputs, categorical_cdf
 
-        return categorical_cdf(self._mlp(self.model.module.area, area_inputs(context_std, flow_gauss)))
+        x = area_inputs(context_std, flow_gauss)
+        out = np.empty(len(x), np.int64)
+        block = 4096  # rows: the block's probabilities (4096 x lattice values) stay in cache
+        for s in range(0, len(x), block):
+            cdf = categorical_cdf(self._mlp(self.model.module.area, x[s:s + block]))
+            out[s:s + block] = np.sum(cdf < u[s:s + block, None], axis=1)
+        return np.minimum(out, len(self.model.area_lattice[2]) - 1)
 
     def simulate(self, events: GenEvents) -> ak.Array:
         from hepfastsim.models.kinematics_flow import (
@@ -196,8 +205,7 @@ class KinematicsSimulator(LearnedSimulator):
         if m.arch.area_values > 0:
             u_a = uniforms(events.keys, offsets, 1, domain=DOMAIN_AREA)[kept, 0]
             values = np.asarray(m.area_lattice[2], np.float64)
-            k = np.minimum(np.sum(self.area_cdf(kept_ctx, y_gauss) < u_a[:, None], axis=1), len(values) - 1)
-            matched["area"] = values[k]
+            matched["area"] = values[self.area_index(kept_ctx, y_gauss, u_a)]
         matched["area"] = np.maximum(snap(matched["area"], m.area_lattice), 0.0)
 
         # unmatched (pileup / fake) jets
