@@ -1,6 +1,7 @@
 r"""The learned gen -> reco jet kinematics model (FlashSim-like, arXiv:2402.13684).
 
-Four small torch networks, all conditioned on generator-level information only:
+Four small torch networks conditioned on generator-level information only, and an optional
+fifth that also reads the matched flow's output:
 
 * ``flow``: a conditional neural spline flow (coupling rational-quadratic splines, Durkan
   et al. arXiv:1906.04032, built with ``zuko``) over the six reco features of a *matched*
