@@ -30,6 +30,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
+from hepfastsim.models.moving_average import check_decay, moving_average
 
 __all__ = [
     "MIN_GEN_PT",
@@ -254,10 +255,7 @@ class TrainConfig:
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
-        from hepfastsim.errors import HepfastsimError
-
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise HepfastsimError(f"ema_decay (--ema) must be between 0 and 1, got {self.ema_decay}")
+        check_decay(self.ema_decay)
 
 
 def _bce(p: Any, target: float) -> Any:
@@ -312,8 +310,8 @@ def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int,
            observables: Sequence[str] = SCORE_OBSERVABLES) -> dict[str, float]:
     """Checkpoint score: W1 of each of ``observables`` between generated and reco images of
     ``rows``, divided by the reco standard deviation, and their mean (``"score"``)."""
-    from hepfastsim.jets.observables import image_observables
     from hepfastsim.evaluation.metrics import wasserstein1
+    from hepfastsim.jets.observables import image_observables
 
     x, y = pairs.gen.dense(rows), pairs.reco.dense(rows)
     g0, g1 = model.soft_outputs(x, pairs.cond[rows])
@@ -386,9 +384,7 @@ def train_image_gan(
         if init and name in init:
             net.load_state_dict(init[name])
         net.to(device)
-    ema = (None if config.ema_decay is None else
-           torch.optim.swa_utils.AveragedModel(G, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
-               config.ema_decay), use_buffers=True))
+    ema = moving_average(G, config.ema_decay)
     if ema is not None:
         ema.module.eval()
     kept = G if ema is None else ema.module  # the generator scored and returned

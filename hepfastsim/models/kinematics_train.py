@@ -35,17 +35,18 @@ from hepfastsim.models.kinematics_flow import (
     LoadedModel,
     QuantileScaler,
     Scaler,
-    build_model,
     area_inputs,
-    lattice_index,
+    build_model,
     fake_context,
-    find_lattice,
     fake_targets,
+    find_lattice,
     gen_context,
+    lattice_index,
     matched_targets,
     n_parameters,
     nearest_neighbour_dr,
 )
+from hepfastsim.models.moving_average import check_decay, moving_average
 
 __all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "load_training_data", "train_kinematics"]
 
@@ -88,8 +89,7 @@ class TrainConfig:
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise HepfastsimError(f"ema_decay (--ema) must be between 0 and 1, got {self.ema_decay}")
+        check_decay(self.ema_decay)
         for option in ("networks", "fresh"):
             unknown = sorted(set(getattr(self, option)) - set(NETWORKS))
             if unknown:
@@ -356,9 +356,7 @@ def _fit(
             group["lr"] = rate
 
     # torch's own weight averaging; scored and kept in place of the raw weights
-    ema = (None if config.ema_decay is None else
-           torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
-               config.ema_decay), use_buffers=True))
+    ema = moving_average(net, config.ema_decay)
     scored = net if ema is None else ema.module
     best = (math.inf, {k: v.clone() for k, v in scored.state_dict().items()}, 0)
     start = time.perf_counter()

@@ -205,8 +205,9 @@ class KinematicsSimulator(LearnedSimulator):
         if m.arch.area_values > 0:
             u_a = uniforms(events.keys, offsets, 1, domain=DOMAIN_AREA)[kept, 0]
             values = np.asarray(m.area_lattice[2], np.float64)
-            matched["area"] = values[self.area_index(kept_ctx, y_gauss, u_a)]
-        matched["area"] = np.maximum(snap(matched["area"], m.area_lattice), 0.0)
+            matched["area"] = values[self.area_index(kept_ctx, y_gauss, u_a)]  # already lattice values
+        else:
+            matched["area"] = np.maximum(snap(matched["area"], m.area_lattice), 0.0)
 
         # unmatched (pileup / fake) jets
         ev_ctx = fake_context(n_pu, rho, counts.astype(np.float64))
