@@ -82,7 +82,6 @@ __all__ = [
     "snap",
     "lattice_index",
     "n_parameters",
-    "categorical_cdf",
 ]
 
 CONTEXT_NAMES: tuple[str, ...] = (
@@ -565,13 +564,3 @@ def _lattice(v: list[Any]) -> tuple[Any, ...]:
 
 def n_parameters(module: Any) -> int:
     return int(sum(p.numel() for p in module.parameters()))
-
-
-def categorical_cdf(logits: np.ndarray) -> np.ndarray:
-    """Cumulative probabilities (n, K) of softmax(logits), last column exactly 1."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    cdf = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)
-    cdf[:, -1] = 1.0
-    return cdf
-

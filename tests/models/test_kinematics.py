@@ -418,6 +418,35 @@ def test_the_area_network_draws_the_area(tiny_model: Path) -> None:
     assert len(np.unique(unmatched)) > 3
 
 
+def test_categorical_draw_is_the_inverse_cdf_whatever_the_blocks(tiny_model: Path) -> None:
+    """A network whose logits do not depend on its input gives fixed probabilities p: a uniform
+    u must land in the first category whose cumulative probability reaches u (u just below and
+    just above each boundary), and rows on both sides of a block boundary (4096 rows) must get
+    the same draws as when drawn alone."""
+    sim = KinematicsSimulator(tiny_model)
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4)).double()
+    with torch.no_grad():
+        net[0].weight.zero_()
+        net[0].bias.copy_(torch.from_numpy(np.log(p)))
+    edges = np.cumsum(p)[:-1]
+    u = np.concatenate([[0.0, 1.0 - 1e-12], edges - 1e-9, edges + 1e-9])
+    expected = np.concatenate([[0, 3], [0, 1, 2], [1, 2, 3]])
+    x = np.random.default_rng(0).normal(size=(len(u), 3))
+    assert np.array_equal(sim.categorical_draw(net, x, u), expected)
+    # many rows: the frequencies follow p, and the draws of rows do not depend on the others
+    rng = np.random.default_rng(1)
+    u_many = rng.random(10_000)
+    draws = sim.categorical_draw(net, rng.normal(size=(10_000, 3)), u_many)
+    assert np.allclose(np.bincount(draws, minlength=4) / 10_000, p, atol=0.015)
+    area_net = sim.model.module.area
+    xa = rng.normal(size=(9_000, area_net[0].in_features))
+    whole = sim.categorical_draw(area_net, xa, u_many[:9_000])
+    rows = np.r_[0:5, 4090:4100, 8995:9000]
+    alone = sim.categorical_draw(area_net, xa[rows], u_many[rows])
+    assert np.array_equal(whole[rows], alone) and len(np.unique(whole)) > 3
+
+
 def test_models_without_the_area_network_still_load(tiny_model: Path, tmp_path: Path) -> None:
     doc = json.loads(tiny_model.with_suffix(".json").read_text())
     state = load_model(tiny_model)
