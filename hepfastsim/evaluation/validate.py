@@ -404,7 +404,8 @@ def summary_markdown(result: ValidationResult) -> str:
     table = head + "\n".join(rows) + "\n"
 
     # per-bin response table
-    bins = "\n| gen pT [GeV] | abs(eta) | n ref | median ref | res. ref | " + " | ".join(
+    bins = ("\nShifts are candidate / reference - 1, ± their statistical error (bootstrap of both samples).\n"
+            "\n| gen pT [GeV] | abs(eta) | n ref | median ref | res. ref | ") + " | ".join(
         f"median {l} (shift) | res. {l} (shift)" for l in labels) + " |\n|---|---|---|---|---|" + "---|---|" * len(labels) + "\n"
     for i, rb in enumerate(result.reference_response):
         if rb.n < 2:
@@ -412,8 +413,16 @@ def summary_markdown(result: ValidationResult) -> str:
         cells = []
         for c in result.candidates.values():
             cb = c.response[i]
-            cells.append(f"{cb.median:.4f} ({c.median_shift[i]:+.4f})" if np.isfinite(c.median_shift[i]) else f"{cb.median:.4f} (few jets)")
-            cells.append(f"{cb.resolution:.4f} ({c.resolution_shift[i]:+.4f})" if np.isfinite(c.resolution_shift[i]) else f"{cb.resolution:.4f} (few jets)")
+            for value, error, ref_value, ref_error, shift in (
+                (cb.median, cb.median_error, rb.median, rb.median_error, c.median_shift[i]),
+                (cb.resolution, cb.resolution_error, rb.resolution, rb.resolution_error, c.resolution_shift[i]),
+            ):
+                if not np.isfinite(shift):
+                    cells.append(f"{value:.4f} (few jets)")
+                    continue
+                # statistical error of the ratio - 1, from the bootstrap errors of both samples
+                stat = (1 + shift) * np.hypot(error / value, ref_error / ref_value)
+                cells.append(f"{value:.4f} ({shift:+.4f} ± {stat:.4f})")
         bins += (f"| {rb.pt_low:g}-{rb.pt_high:g} | {rb.eta_low:g}-{rb.eta_high:g} | {rb.n} | {rb.median:.4f} | "
                  f"{rb.resolution:.4f} | " + " | ".join(cells) + " |\n")
     header = (f"Reference: `{result.reference_path}` ({result.reference_collection}), {result.n_events:,} events; "

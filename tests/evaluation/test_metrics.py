@@ -145,6 +145,11 @@ def test_validate_reference_against_itself_passes(toy_pair: tuple[Path, Path]) -
     assert res.candidates["wide"].auc[0] > 0.6
     text = summary_markdown(res)
     assert "| W1 ratio pt |" in text and "self" in text and "wide" in text
+    # the per-bin shifts carry their statistical error: for the reference against itself both
+    # samples' bootstrap errors are the reference's, so the error is sqrt(2) x its relative error
+    rb = next(b for b in res.reference_response if b.n >= res.criteria.min_bin_jets)
+    stat = np.sqrt(2) * rb.resolution_error / rb.resolution
+    assert stat > 0 and f"{rb.resolution:.4f} (+0.0000 ± {stat:.4f})" in text
 
 
 def test_validate_rejects_different_events(toy_pair: tuple[Path, Path], tmp_path: Path) -> None:
