@@ -48,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", default="validation", help="output directory for plots and tables")
     p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
     p.add_argument("--min-bin-jets", type=int, default=500, help="response bins with fewer reference jets are not judged")
+    p.add_argument("--max-error-fraction", type=float, default=0.5,
+                   help="response bins whose shift has a statistical error above this fraction of the tolerance "
+                        "(1%% median, 5%% resolution) are reported but not judged (default 0.5: a shift at the "
+                        "tolerance is then a 2 sigma effect)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--record-in", metavar="MODEL", default=None,
                    help="also record the summary under 'validation' in the metadata MODEL.json of a kinematics model")
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         write_report,
     )
 
+    if not args.max_error_fraction > 0:
+        raise HepfastsimError(f"--max-error-fraction must be positive, got {args.max_error_fraction}")
     console = Console(stderr=True)
     reference = read_jets(args.reference, args.reference_collection, tree=args.tree, max_events=args.max_events)
     candidates, pooled = {}, {}
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         if table.n_draws > 1:  # --oversample output: pool the draws where that is sound
             pooled[label] = table
     with console.status("computing metrics (W1, classifier AUC, response, efficiency)"):
-        result = validate(reference, candidates, criteria=Criteria(min_bin_jets=args.min_bin_jets),
+        result = validate(reference, candidates, criteria=Criteria(min_bin_jets=args.min_bin_jets,
+                                                                      max_error_fraction=args.max_error_fraction),
                           reference_label=f"reference ({args.reference_collection})", seed=args.seed,
                           threads=args.threads, pooled=pooled)
     out = Path(args.out)

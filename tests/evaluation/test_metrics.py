@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,6 +151,30 @@ def test_validate_reference_against_itself_passes(toy_pair: tuple[Path, Path]) -
     rb = next(b for b in res.reference_response if b.n >= res.criteria.min_bin_jets)
     stat = np.sqrt(2) * rb.resolution_error / rb.resolution
     assert stat > 0 and f"{rb.resolution:.4f} (+0.0000 ± {stat:.4f})" in text
+
+
+def test_a_bin_fails_only_where_its_errors_can_tell(toy_pair: tuple[Path, Path]) -> None:
+    """A resolution shift beyond the 5% tolerance fails when the bin resolves the tolerance
+    (error <= 2.5%) or the excess is over 2 errors; a poorly measured bin 1 error beyond it is
+    reported as within errors and not counted."""
+    ref = read_jets(toy_pair[0], "Jet")
+    res = validate(ref, {"self": read_jets(toy_pair[0], "Jet")}, pt_edges=(20, 60, 1000), eta_edges=(0, 2.5, 5),
+                   seed=0, threads=1)
+    c = res.candidates["self"]
+    assert len(c.resolution_shift) == 4 and all(np.isfinite(c.resolution_shift))
+
+    def verdict(shift: float, error: float) -> tuple[float, bool]:
+        res.candidates["self"] = dataclasses.replace(c, resolution_shift=[0.0, 0.01, shift, -0.02],
+                                                     resolution_shift_error=[0.01, 0.01, error, 0.01])
+        return res.checks("self")["max |resolution shift|"]
+
+    assert verdict(0.065, 0.060) == (pytest.approx(0.02), True)  # 1 error beyond, error > 2.5%
+    assert "+0.0650 ± 0.0600, within errors" in summary_markdown(res)
+    assert "1 more beyond it within errors" in summary_markdown(res)
+    assert verdict(0.065, 0.006) == (pytest.approx(0.065), False)  # the bin resolves the tolerance
+    assert verdict(0.300, 0.060) == (pytest.approx(0.300), False)  # 4 errors beyond
+    assert verdict(-0.065, 0.060) == (pytest.approx(0.02), True)
+    res.candidates["self"] = c
 
 
 def test_validate_rejects_different_events(toy_pair: tuple[Path, Path], tmp_path: Path) -> None:
