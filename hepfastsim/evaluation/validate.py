@@ -555,6 +555,8 @@ def compact_summary(result: ValidationResult) -> dict[str, Any]:
             "auc": round(c.auc[0], 4),
             "auc_pt_eta_phi_mass": round(c.auc_kinematic[0], 4),
             "checks": {k: [float(v), bool(ok)] for k, (v, ok) in result.checks(label).items()},
+            # response bins beyond the tolerance within their statistical errors (not failing)
+            "bins_within_errors": {kind: result.judged_shifts(label, kind)[1] for kind in ("median", "resolution")},
         }
     return out
 

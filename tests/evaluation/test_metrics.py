@@ -204,6 +204,7 @@ def test_cli_validate_writes_plots_and_tables(toy_pair: tuple[Path, Path], tmp_p
     recorded = json.loads(meta.read_text())["validation"]["toy"]
     assert recorded["wide"]["checks"]["efficiency shift"][1] is False
     assert set(recorded["wide"]["w1_ratio"]) == {"pt", "eta", "phi", "mass", "nConstituents", "area"}
+    assert set(recorded["wide"]["bins_within_errors"]) == {"median", "resolution"}
     assert main(["validate", "--reference", str(ref), "--candidate", str(wide), "--out", str(out)]) == 1
     assert "FastJet_pt" in capsys.readouterr().err
 
