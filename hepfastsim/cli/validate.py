@@ -49,9 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-events", type=int, default=None, help="use at most this many events")
     p.add_argument("--min-bin-jets", type=int, default=500, help="response bins with fewer reference jets are not judged")
     p.add_argument("--max-error-fraction", type=float, default=0.5,
-                   help="response bins whose shift has a statistical error above this fraction of the tolerance "
-                        "(1%% median, 5%% resolution) are reported but not judged (default 0.5: a shift at the "
-                        "tolerance is then a 2 sigma effect)")
+                   help="a response bin whose shift has a statistical error above this fraction of the tolerance "
+                        "(1%% median, 5%% resolution) cannot resolve it: it fails only if its shift lies beyond "
+                        "the tolerance by more than twice the error (default 0.5)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--record-in", metavar="MODEL", default=None,
                    help="also record the summary under 'validation' in the metadata MODEL.json of a kinematics model")

@@ -207,6 +207,9 @@ def test_cli_validate_writes_plots_and_tables(toy_pair: tuple[Path, Path], tmp_p
     assert set(recorded["wide"]["bins_within_errors"]) == {"median", "resolution"}
     assert main(["validate", "--reference", str(ref), "--candidate", str(wide), "--out", str(out)]) == 1
     assert "FastJet_pt" in capsys.readouterr().err
+    assert main(["validate", "--reference", str(ref), "--candidate", f"wide={wide}", "--candidate-collection", "Jet",
+                 "--out", str(tmp_path / "bad"), "--max-error-fraction", "0"]) == 1
+    assert "--max-error-fraction must be positive" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_validate_pools_oversampled_draws_for_response_and_efficiency(toy_pair: tuple[Path, Path], tmp_path: Path) -> None:
