@@ -21,6 +21,7 @@ from hepfastsim.io.nanoaod import (
     GENCAND_KINEMATICS,
     GENJET_FLAVOUR,
     GENJET_LINKS,
+    GENPART_ORIGIN,
     PILEUP_BRANCH,
     RHO_BRANCHES,
     file_key,
@@ -67,6 +68,9 @@ def nanoevents_branches(events: Any, constituents: bool = False) -> dict[str, An
         value = _field(events, branch)
         if value is not None:
             out[branch] = value
+    origin = {branch: _field(events, branch) for branch in GENPART_ORIGIN}  # the gen jets' origin, if there
+    if all(v is not None for v in origin.values()):
+        out.update(origin)
     if constituents:
         for branch in (*GENCAND_KINEMATICS, *GENJET_LINKS):
             value = _field(events, branch)

@@ -1,13 +1,13 @@
 """Mean reco nConstituents of matched jets, reference (``Jet``) against fast simulation
-(``FastJet``), split by where the gen jet comes from: the nearest hard-process parton of the
+(``FastJet``), split by where the gen jet comes from: the nearest hard-process particle of the
 ``GenPart`` record within Delta R < 0.4 (status 23) and its mother.
 
     python examples/kinematics_validation/count_by_origin.py out_ttbar.root out_wprime.root ...
 
 Each input is a ``hepfastsim convert`` output of a reference file (it keeps ``Jet_*`` and
 ``GenPart_*`` and adds ``FastJet_*``). Categories: daughters of a colour-singlet boson (W, Z,
-H, Z', W'), daughters of a top quark, other hard partons (QCD 2 -> 2), and jets with no hard
-parton nearby. Only matched jets with gen pT > ``--min-gen-pt`` (30 GeV) count. This is how the
+H, Z', W'), daughters of a top quark, other hard particles (QCD 2 -> 2), and jets with no hard
+particle nearby. Only matched jets with gen pT > ``--min-gen-pt`` (30 GeV) count. This is how the
 README's table of the count's process dependence was measured.
 """
 
@@ -20,29 +20,7 @@ import numpy as np
 
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import open_tree
-
-SINGLET_BOSONS = (22, 23, 24, 25, 32, 33, 34, 35, 36, 37)  # |pdgId|
-CATEGORIES = ("colour-singlet daughter", "top daughter", "other hard parton", "no hard parton")
-
-
-def gen_jet_origin(events: ak.Array, max_dr: float = 0.4) -> np.ndarray:
-    """Category index (see ``CATEGORIES``) of every gen jet, flattened over events."""
-    mother = events.GenPart_genPartIdxMother
-    mother_pdg = ak.where(mother >= 0, abs(events.GenPart_pdgId[ak.where(mother >= 0, mother, 0)]), 0)  # 0: no mother
-    flat_pdg = ak.to_numpy(ak.flatten(mother_pdg))
-    category = np.where(np.isin(flat_pdg, SINGLET_BOSONS), 0, np.where(flat_pdg == 6, 1, 2))
-    category = ak.unflatten(category, ak.num(mother_pdg))
-    hard = events.GenPart_status == 23
-    eta = ak.cartesian([events.GenJet_eta, events.GenPart_eta[hard]], nested=True)
-    phi = ak.cartesian([events.GenJet_phi, events.GenPart_phi[hard]], nested=True)
-    dphi = (phi["0"] - phi["1"] + np.pi) % (2 * np.pi) - np.pi
-    dr = np.hypot(eta["0"] - eta["1"], dphi)
-    nearest = ak.argmin(dr, axis=2, keepdims=True)
-    parton_category = ak.broadcast_arrays(events.GenJet_eta[..., None], category[hard][:, None, :])[1]
-    dr_min = ak.to_numpy(ak.flatten(ak.fill_none(ak.flatten(dr[nearest], axis=2), np.inf)))
-    origin = ak.to_numpy(ak.flatten(ak.fill_none(ak.flatten(parton_category[nearest], axis=2), 3)))
-    return np.where(dr_min < max_dr, origin, 3)
-
+from hepfastsim.jets.origin import GENPART_ORIGIN, ORIGIN_CATEGORIES, gen_jet_origin
 
 def matched_counts(events: ak.Array, collection: str) -> tuple[np.ndarray, np.ndarray]:
     """(flat gen-jet index, nConstituents) of the matched jets of ``collection``."""
@@ -60,8 +38,7 @@ def main() -> None:
     p.add_argument("files", nargs="+")
     p.add_argument("--min-gen-pt", type=float, default=30.0, help="GeV")
     args = p.parse_args()
-    branches = ["GenPart_pdgId", "GenPart_status", "GenPart_genPartIdxMother", "GenPart_eta", "GenPart_phi",
-                "GenJet_pt", "GenJet_eta", "GenJet_phi", "Jet_genJetIdx", "Jet_nConstituents",
+    branches = [*GENPART_ORIGIN, "GenJet_pt", "GenJet_eta", "GenJet_phi", "Jet_genJetIdx", "Jet_nConstituents",
                 "FastJet_genJetIdx", "FastJet_nConstituents"]
     for path in args.files:
         source = open_tree(path)
@@ -74,11 +51,11 @@ def main() -> None:
             gen, count = matched_counts(events, collection)
             keep = gen_pt[gen] > args.min_gen_pt
             means[collection] = {k: (count[keep & (origin[gen] == k)].mean(), int(np.sum(keep & (origin[gen] == k))))
-                                 for k in range(len(CATEGORIES)) if np.any(keep & (origin[gen] == k))}
+                                 for k in range(len(ORIGIN_CATEGORIES)) if np.any(keep & (origin[gen] == k))}
         print(path)
         for k, (ref, n) in means["Jet"].items():
             sim = means["FastJet"][k][0]
-            print(f"  {CATEGORIES[k]:24s} reference {ref:7.3f}  fast sim {sim:7.3f}  ({sim / ref - 1:+.1%}, {n} jets)")
+            print(f"  {ORIGIN_CATEGORIES[k]:24s} reference {ref:7.3f}  fast sim {sim:7.3f}  ({sim / ref - 1:+.1%}, {n} jets)")
 
 
 if __name__ == "__main__":

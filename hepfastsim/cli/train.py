@@ -100,6 +100,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="with --init: rebuild these networks from scratch (and refit their target maps) before training")
     k.add_argument("--refit-maps", action="store_true",
                    help="with --init: refit the target quantile maps of the flows trained, starting from their weights")
+    k.add_argument("--add-context", nargs="+", default=[], metavar="NAME", choices=["singlet_daughter"],
+                   help="with --init: add these context columns to its networks, with zero input weights so training "
+                        "starts from exactly the --init model (singlet_daughter: the gen jet comes from a W/Z/H "
+                        "decay, read from GenPart; 0 in files without it)")
     k.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep (and score on the held-out events) a moving average of the weights with this decay "
                         "per step, e.g. 0.999")
@@ -135,6 +139,8 @@ def retrain_command(args: argparse.Namespace) -> str:
         parts += ["--fresh", *args.fresh]
     if args.refit_maps:
         parts += ["--refit-maps"]
+    if args.add_context:
+        parts += ["--add-context", *args.add_context]
     if args.ema is not None:
         parts += ["--ema", str(args.ema)]
     if args.tree != "Events":
@@ -157,12 +163,12 @@ def run_kinematics(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
         max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
         networks=tuple(args.networks), fresh=tuple(args.fresh), refit_maps=args.refit_maps,
-        ema_decay=args.ema,
+        ema_decay=args.ema, add_context=tuple(args.add_context),
     )
     if not 0.0 < args.flow_share < 1.0:
         raise HepfastsimError(f"--flow-share must be between 0 and 1, got {args.flow_share}")
-    if args.init is None and (args.fresh or args.refit_maps or list(args.networks) != list(NETWORKS)):
-        raise HepfastsimError("--networks, --fresh and --refit-maps choose what to retrain of an --init model: "
+    if args.init is None and (args.fresh or args.refit_maps or args.add_context or list(args.networks) != list(NETWORKS)):
+        raise HepfastsimError("--networks, --fresh, --refit-maps and --add-context choose what to retrain of an --init model: "
                               "give --init MODEL")
     init = None
     if args.init is not None:

@@ -38,6 +38,7 @@ __all__ = [
     "event_rho",
     "event_npu",
     "gen_branches",
+    "GENPART_ORIGIN",
     "file_key",
     "jet_constituents",
 ]
@@ -48,6 +49,10 @@ RHO_BRANCHES: tuple[str, ...] = ("fixedGridRhoFastjetAll", "Rho_fixedGridRhoFast
 GENJET_KINEMATICS: tuple[str, ...] = ("GenJet_pt", "GenJet_eta", "GenJet_phi", "GenJet_mass")
 #: Read when present; zero when absent.
 GENJET_FLAVOUR: tuple[str, ...] = ("GenJet_partonFlavour", "GenJet_hadronFlavour")
+#: The GenPart hard-process record a gen jet's origin is read from (hepfastsim.jets.origin); optional.
+GENPART_ORIGIN: tuple[str, ...] = (
+    "GenPart_eta", "GenPart_phi", "GenPart_pdgId", "GenPart_status", "GenPart_genPartIdxMother",
+)
 PILEUP_BRANCH = "Pileup_nPU"
 # PFNano gen constituents: candidate kinematics and the (jet, candidate) links of each GenJet
 GENCAND_KINEMATICS: tuple[str, ...] = ("GenCands_pt", "GenCands_eta", "GenCands_phi", "GenCands_mass")
@@ -277,6 +282,11 @@ def gen_jets(arrays: Mapping[str, Any]) -> ak.Array:
         flavour = branch.split("_", 1)[1]
         values = arrays[branch] if branch in arrays else ak.zeros_like(jets.pt, dtype=np.int32)
         jets = ak.with_field(jets, ak.values_astype(values, np.int32), flavour)
+    if all(b in arrays for b in GENPART_ORIGIN):
+        from hepfastsim.jets.origin import singlet_daughter
+
+        flag = singlet_daughter(arrays).astype(np.int8)
+        jets = ak.with_field(jets, ak.unflatten(flag, ak.num(jets.pt, axis=1)), "singletDaughter")
     return jets
 
 
@@ -298,9 +308,11 @@ def event_npu(arrays: Mapping[str, Any], n_events: int) -> np.ndarray:
 def gen_branches(source: InputTree) -> list[str]:
     """The branches a simulator needs from ``source`` (raises if a GenJet kinematic is missing)."""
     source.require(GENJET_KINEMATICS)
-    optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in set(source.branch_names)]
+    present = set(source.branch_names)
+    optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in present]
+    origin = list(GENPART_ORIGIN) if present.issuperset(GENPART_ORIGIN) else []
     rho = source.first_present(RHO_BRANCHES)
-    return [*GENJET_KINEMATICS, *optional, *([rho] if rho else [])]
+    return [*GENJET_KINEMATICS, *optional, *([rho] if rho else []), *origin]
 
 
 def constituent_branches(source: InputTree) -> list[str]:

@@ -47,9 +47,9 @@ base-distribution noise as arguments, so callers key it per event
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import awkward as ak
 import numpy as np
@@ -60,6 +60,8 @@ __all__ = [
     "ARCH_DEFAULTS",
     "Architecture",
     "CONTEXT_NAMES",
+    "LEGACY_CONTEXT_NAMES",
+    "extend_context",
     "TARGET_NAMES",
     "FAKE_TARGET_NAMES",
     "FAKE_CONTEXT_NAMES",
@@ -84,11 +86,15 @@ __all__ = [
     "n_parameters",
 ]
 
-CONTEXT_NAMES: tuple[str, ...] = (
+#: The context of models written before the choice of context was stored (and the default's first columns).
+LEGACY_CONTEXT_NAMES: tuple[str, ...] = (
     "log_pt", "eta", "abs_eta", "log1p_mass", "mass_over_pt",
     "flav_b", "flav_c", "flav_g", "flav_light", "flav_other",
     "n_pu", "rho", "nearest_dr",
 )
+#: Every context column :func:`gen_context` builds; a model uses ``Architecture.context`` of them.
+#: ``singlet_daughter``: the gen jet comes from a colour-singlet decay (:mod:`hepfastsim.jets.origin`).
+CONTEXT_NAMES: tuple[str, ...] = (*LEGACY_CONTEXT_NAMES, "singlet_daughter")
 TARGET_NAMES: tuple[str, ...] = ("log_response", "deta", "dphi", "dlog1p_mass", "log_nconst", "area")
 FAKE_CONTEXT_NAMES: tuple[str, ...] = ("n_pu", "rho", "n_gen")
 FAKE_TARGET_NAMES: tuple[str, ...] = ("log_pt_above_floor", "eta", "log1p_mass", "log_nconst", "area")
@@ -120,12 +126,24 @@ class Architecture:
     fake_flow_hidden: tuple[int, ...] = (48, 48)
     area_values: int = -1  # categories of the area network: -1 as many as the area lattice has; 0: none
     area_hidden: tuple[int, ...] = (64, 64)
+    context: tuple[str, ...] = CONTEXT_NAMES  # the context columns the networks read, in order
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.context if c not in CONTEXT_NAMES]
+        if unknown or len(set(self.context)) != len(self.context):
+            raise ValueError(f"context {self.context}: unknown or repeated names {unknown} (known: {CONTEXT_NAMES})")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Architecture:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
         kw.setdefault("area_values", 0)  # written before the area network existed: it has none
+        kw.setdefault("context", LEGACY_CONTEXT_NAMES)  # written before the context was stored
         return cls(**kw)
+
+    @property
+    def context_columns(self) -> list[int]:
+        """Columns of :func:`gen_context`'s output that these networks read."""
+        return [CONTEXT_NAMES.index(c) for c in self.context]
 
 
 ARCH_DEFAULTS = Architecture()
@@ -184,8 +202,10 @@ def gen_context(
     n_pu: np.ndarray,
     rho: np.ndarray,
     nearest_dr: np.ndarray,
+    singlet_daughter: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unstandardised context (n_jets, len(CONTEXT_NAMES)), float64; pt, mass in GeV."""
+    """Unstandardised context (n_jets, len(CONTEXT_NAMES)), float64; pt, mass in GeV;
+    ``singlet_daughter`` (n_jets,) 0 or 1, zeros if None (a file without a GenPart record)."""
     pt = np.asarray(pt, np.float64)
     mass = np.maximum(np.asarray(mass, np.float64), 0.0)
     eta = np.asarray(eta, np.float64)
@@ -196,8 +216,9 @@ def gen_context(
         np.log1p(mass),
         mass / pt,
     ]
+    singlet = np.zeros(len(pt)) if singlet_daughter is None else np.asarray(singlet_daughter, np.float64)
     return np.column_stack(
-        [*cols, _flavour_onehot(np.asarray(parton), np.asarray(hadron)), n_pu, rho, nearest_dr]
+        [*cols, _flavour_onehot(np.asarray(parton), np.asarray(hadron)), n_pu, rho, nearest_dr, singlet]
     ).astype(np.float64)
 
 
@@ -358,14 +379,15 @@ def build_model(arch: Architecture = ARCH_DEFAULTS) -> Any:
     import torch
 
     model = torch.nn.Module()
-    model.flow = _spline_flow(len(TARGET_NAMES), len(CONTEXT_NAMES), arch.flow_transforms, arch.flow_hidden, arch.flow_bins)
-    model.efficiency = _mlp(len(CONTEXT_NAMES), 1, arch.eff_hidden)
+    n_context = len(arch.context)
+    model.flow = _spline_flow(len(TARGET_NAMES), n_context, arch.flow_transforms, arch.flow_hidden, arch.flow_bins)
+    model.efficiency = _mlp(n_context, 1, arch.eff_hidden)
     model.fake_count = _mlp(len(FAKE_CONTEXT_NAMES), arch.fake_max + 1, arch.fake_count_hidden)
     model.fake_flow = _spline_flow(
         len(FAKE_TARGET_NAMES), len(FAKE_CONTEXT_NAMES), arch.fake_flow_transforms, arch.fake_flow_hidden, arch.flow_bins
     )
     if arch.area_values > 0:
-        model.area = _mlp(len(CONTEXT_NAMES) + len(AREA_INPUT_COLUMNS), arch.area_values, arch.area_hidden)
+        model.area = _mlp(n_context + len(AREA_INPUT_COLUMNS), arch.area_values, arch.area_hidden)
     return model.float()
 
 
@@ -522,7 +544,7 @@ def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
         "format": FORMAT,
         "architecture": asdict(model.arch),
         "scalers": model.scalers_dict(),
-        "context_names": list(CONTEXT_NAMES),
+        "context_names": list(model.arch.context),
         "target_names": list(TARGET_NAMES),
         "fake_context_names": list(FAKE_CONTEXT_NAMES),
         "fake_target_names": list(FAKE_TARGET_NAMES),
@@ -564,3 +586,33 @@ def _lattice(v: list[Any]) -> tuple[Any, ...]:
 
 def n_parameters(module: Any) -> int:
     return int(sum(p.numel() for p in module.parameters()))
+
+
+def extend_context(model: LoadedModel, names: Sequence[str]) -> LoadedModel:
+    """``model`` with context columns ``names`` added after its own, read by the flow, the
+    efficiency and the area networks through new input weights of zero: it computes exactly
+    what ``model`` does until trained further. The new columns are standardised as (x - 0) / 1."""
+    import copy
+
+    import torch
+
+    new = [n for n in names if n not in model.arch.context]
+    if not new:
+        return model
+    arch = replace(model.arch, context=(*model.arch.context, *new))
+    module = copy.deepcopy(model.module)
+    n_old, k = len(model.arch.context), len(new)
+
+    def widen(linear: Any, at: int) -> None:
+        w = linear.weight.data
+        linear.weight = torch.nn.Parameter(torch.cat([w[:, :at], w.new_zeros(w.shape[0], k), w[:, at:]], dim=1))
+        linear.in_features += k
+
+    for transform in module.flow.transform.transforms:  # coupling hyper-networks read [x_a, context]
+        first = transform.hyper[0]
+        widen(first, first.in_features)
+    widen(module.efficiency[0], n_old)
+    if arch.area_values > 0:
+        widen(module.area[0], n_old)  # the area network reads [context, flow outputs]
+    scaler = Scaler(model.context_scaler.center + (0.0,) * k, model.context_scaler.scale + (1.0,) * k)
+    return replace(model, module=module, arch=arch, context_scaler=scaler)

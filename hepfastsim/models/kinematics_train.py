@@ -23,12 +23,14 @@ import numpy as np
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import (
     GENJET_FLAVOUR,
+    GENPART_ORIGIN,
     GENJET_KINEMATICS,
     PILEUP_BRANCH,
     RHO_BRANCHES,
     iterate_chunks,
     open_tree,
 )
+from hepfastsim.jets.origin import singlet_daughter
 from hepfastsim.models.kinematics_flow import (
     ARCH_DEFAULTS,
     Architecture,
@@ -37,6 +39,7 @@ from hepfastsim.models.kinematics_flow import (
     Scaler,
     area_inputs,
     build_model,
+    extend_context,
     fake_context,
     fake_targets,
     find_lattice,
@@ -87,6 +90,9 @@ class TrainConfig:
     # decay of an exponential moving average of the weights, updated every step; the average
     # is what the held-out loss scores and what is kept (None: the raw weights)
     ema_decay: float | None = None
+    # with ``init``: context columns to add to its networks (zero input weights, so the model
+    # starts from exactly what ``init`` computes), e.g. ("singlet_daughter",)
+    add_context: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_decay(self.ema_decay)
@@ -154,7 +160,7 @@ def load_training_data(
         raise HepfastsimError("no training files given")
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "gen_pt", "gen_eta", "gen_phi", "gen_mass", "parton", "hadron", "npu_j", "rho_j", "dr", "matched",
+        "gen_pt", "gen_eta", "gen_phi", "gen_mass", "parton", "hadron", "npu_j", "rho_j", "dr", "singlet", "matched",
         "jet_hold", "reco_idx_pt", "reco_eta", "reco_phi", "reco_mass", "reco_n", "reco_area",
         "ev_npu", "ev_rho", "ev_ngen", "ev_nfake", "ev_hold",
         "f_pt", "f_eta", "f_mass", "f_n", "f_area", "f_event",
@@ -166,6 +172,7 @@ def load_training_data(
         source.require([*GENJET_KINEMATICS, *RECO_BRANCHES])
         present = set(source.branch_names)
         optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in present]
+        optional += list(GENPART_ORIGIN) if present.issuperset(GENPART_ORIGIN) else []
         rho_branch = source.first_present(RHO_BRANCHES)
         branches = [*GENJET_KINEMATICS, *optional, *([rho_branch] if rho_branch else []), *RECO_BRANCHES]
         stop = source.num_entries if max_events is None else min(max_events, source.num_entries)
@@ -200,6 +207,7 @@ def load_training_data(
             parts["npu_j"].append(npu[ev_of_gen])
             parts["rho_j"].append(rho[ev_of_gen])
             parts["dr"].append(nearest_neighbour_dr(jets))
+            parts["singlet"].append(singlet_daughter(a))  # zeros without a GenPart record
             parts["matched"].append(reco_of_gen >= 0)
             parts["jet_hold"].append(hold[ev_of_gen])
             reco = {f: _flat(a[f"Jet_{f}"]) for f in ("pt", "eta", "phi", "mass", "nConstituents", "area")}
@@ -231,7 +239,8 @@ def load_training_data(
     valid = np.isfinite(c["gen_pt"]) & (c["gen_pt"] > 0) & np.isfinite(c["gen_eta"]) & np.isfinite(c["gen_mass"])
     if not valid.any():
         raise HepfastsimError(f"no valid gen jets in {', '.join(map(str, files))}")
-    context = gen_context(c["gen_pt"], c["gen_eta"], c["gen_mass"], c["parton"], c["hadron"], c["npu_j"], c["rho_j"], c["dr"])
+    context = gen_context(c["gen_pt"], c["gen_eta"], c["gen_mass"], c["parton"], c["hadron"], c["npu_j"], c["rho_j"],
+                          c["dr"], c["singlet"])
     matched = c["matched"].astype(bool)
     m_rows = np.flatnonzero(matched)
     targets = matched_targets(
@@ -425,6 +434,11 @@ def train_kinematics(
     torch.manual_seed(config.seed)
     f32 = lambda x: torch.as_tensor(np.asarray(x, np.float32))  # noqa: E731
     rng = np.random.default_rng(config.seed)
+    if config.add_context:
+        if init is None:
+            raise HepfastsimError("adding context columns needs a model to continue from (init); a new model "
+                                  "reads the context of its architecture")
+        init = extend_context(init, config.add_context)
     if init is None and config.fresh:
         raise HepfastsimError("fresh networks need a model to continue from (init)")
     if init is None and set(config.networks) != set(NETWORKS):
@@ -452,7 +466,7 @@ def train_kinematics(
     else:
         arch = config.arch
         module = build_model(arch)
-        ctx_scaler = Scaler.fit(data.context)
+        ctx_scaler = Scaler.fit(data.context[:, arch.context_columns])
         ev_scaler = Scaler.fit(data.event_context)
     # dequantised copies only to fit the quantile maps of the targets
     if "flow" in refit:
@@ -475,7 +489,7 @@ def train_kinematics(
     elif arch.area_values > 0 and arch.area_values != n_values:
         raise HepfastsimError(f"the area network has {arch.area_values} categories but the refitted area lattice "
                               f"{n_values} values: rebuild it too (--fresh area)")
-    ctx = f32(ctx_scaler.forward(data.context))
+    ctx = f32(ctx_scaler.forward(data.context[:, arch.context_columns]))
     ev_ctx = f32(ev_scaler.forward(data.event_context))
 
     # the wall-clock budget is shared by the networks trained: the flow gets ``flow_share``

@@ -206,10 +206,11 @@ class KinematicsSimulator(LearnedSimulator):
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             valid = np.isfinite(pt) & np.isfinite(eta) & np.isfinite(phi) & np.isfinite(mass) & (pt > 0)
         v = np.flatnonzero(valid)
+        singlet = _flat(jets.singletDaughter) if "singletDaughter" in jets.fields else np.zeros(len(pt))
         context = gen_context(
             pt[v], eta[v], mass[v], parton[v], hadron[v], n_pu[event_of_jet[v]], rho[event_of_jet[v]],
-            nearest_neighbour_dr(jets)[v] if len(v) else np.zeros(0),
-        )
+            nearest_neighbour_dr(jets)[v] if len(v) else np.zeros(0), singlet[v],
+        )[:, m.arch.context_columns]
         u = uniforms(events.keys, offsets, 1, domain=DOMAIN_EFFICIENCY)[:, 0]
         keep_v = u[v] < self.efficiency(context)
         kept = v[keep_v]

@@ -19,9 +19,12 @@ from hepfastsim.convert import ConvertConfig, convert
 from hepfastsim.errors import BranchNotFoundError, ModelError
 from hepfastsim.kernels.rng import event_keys
 from hepfastsim.models.kinematics_flow import (
+    CONTEXT_NAMES,
+    LEGACY_CONTEXT_NAMES,
     Architecture,
     QuantileScaler,
     decode_matched,
+    extend_context,
     find_lattice,
     load_model,
     matched_targets,
@@ -491,3 +494,53 @@ def test_fresh_adds_the_area_network_to_an_older_model(paired_file: Path, tiny_m
     assert new.target_scaler == old.target_scaler and new.area_lattice == old.area_lattice
     # better than a uniform guess over the lattice values
     assert new.metadata["training"]["networks"]["area"]["best_heldout_loss"] < np.log(n_values)
+
+
+def test_added_context_starts_from_the_same_model(paired_file: Path, tmp_path: Path) -> None:
+    """--add-context singlet_daughter widens the networks that read the context with zero input
+    weights: the flow, efficiency and area networks compute what they did, whatever the new
+    column; training then goes on with it, and the model records its context. A model file from
+    before the context was stored loads with the old thirteen columns."""
+    data = load_training_data([str(paired_file)], holdout_fraction=0.2)
+    legacy = train_kinematics(data, TrainConfig(epochs=1, batch_size=256,
+                                                arch=dataclasses.replace(TINY, context=LEGACY_CONTEXT_NAMES)))
+    assert len(legacy.arch.context) == 13 and legacy.module.efficiency[0].in_features == 13
+    wide = extend_context(legacy, ["singlet_daughter"])
+    assert wide.arch.context == CONTEXT_NAMES and wide.arch.context_columns == list(range(14))
+    rng = np.random.default_rng(3)
+    ctx = torch.as_tensor(rng.normal(size=(64, 13)), dtype=torch.float32)
+    flag = torch.as_tensor(rng.integers(0, 2, size=(64, 1)), dtype=torch.float32)
+    y = torch.as_tensor(rng.normal(size=(64, 6)), dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(legacy.module.flow(ctx).log_prob(y), wide.module.flow(torch.cat([ctx, flag], 1)).log_prob(y),
+                              atol=1e-5)
+        assert torch.allclose(legacy.module.efficiency(ctx), wide.module.efficiency(torch.cat([ctx, flag], 1)), atol=1e-6)
+        gauss = torch.as_tensor(rng.normal(size=(64, 4)), dtype=torch.float32)
+        assert torch.allclose(legacy.module.area(torch.cat([ctx, gauss], 1)),
+                              wide.module.area(torch.cat([ctx, flag, gauss], 1)), atol=1e-6)
+    assert wide.context_scaler.center[-1] == 0.0 and wide.context_scaler.scale[-1] == 1.0
+    # training with the added column, through the same option as the CLI
+    trained = train_kinematics(data, TrainConfig(epochs=1, batch_size=256, networks=("flow",),
+                                                 add_context=("singlet_daughter",)), init=legacy)
+    assert trained.arch.context == CONTEXT_NAMES
+    base = tmp_path / "wide"
+    save_model(trained, base)
+    assert json.loads(base.with_suffix(".json").read_text())["context_names"] == list(CONTEXT_NAMES)
+    assert len(KinematicsSimulator(base).simulate(_gen_events(50))) == 50
+    # a file written before the context was stored
+    old = tmp_path / "old"
+    save_model(legacy, old)
+    doc = json.loads(old.with_suffix(".json").read_text())
+    del doc["architecture"]["context"]
+    old.with_suffix(".json").write_text(json.dumps(doc))
+    assert load_model(old).arch.context == LEGACY_CONTEXT_NAMES
+    assert len(KinematicsSimulator(old).simulate(_gen_events(50))) == 50
+    with pytest.raises(ValueError, match="unknown"):
+        Architecture(context=("log_pt", "colour"))
+
+
+def test_cli_add_context_needs_init(paired_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "m"
+    assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
+                 "--add-context", "singlet_daughter"]) == 1
+    assert "--add-context" in capsys.readouterr().err and not out.with_suffix(".json").exists()
