@@ -54,6 +54,7 @@ from typing import Any, Sequence
 import awkward as ak
 import numpy as np
 
+from hepfastsim.errors import ModelError
 from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
@@ -556,7 +557,10 @@ def save_model(model: LoadedModel, path: str | Path) -> tuple[Path, Path]:
 def load_model(path: str | Path) -> LoadedModel:
     """Load weights and metadata written by :func:`save_model` (safetensors + JSON, no pickle)."""
     state, doc = read_model(path, FORMAT, what="kinematics model")
-    arch = Architecture.from_dict(doc["architecture"])
+    try:
+        arch = Architecture.from_dict(doc["architecture"])
+    except ValueError as err:
+        raise ModelError(f"kinematics model {str(path)!r}: {err}") from err
     module = build_model(arch)
     load_state(module, state, path, what="kinematics model")
     module.eval()

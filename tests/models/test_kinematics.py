@@ -537,6 +537,10 @@ def test_added_context_starts_from_the_same_model(paired_file: Path, tmp_path: P
     assert len(KinematicsSimulator(old).simulate(_gen_events(50))) == 50
     with pytest.raises(ValueError, match="unknown"):
         Architecture(context=("log_pt", "colour"))
+    doc["architecture"]["context"] = ["log_pt", "colour"]  # a hand-edited file names itself in the error
+    old.with_suffix(".json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="old.*unknown"):
+        load_model(old)
 
 
 def test_cli_add_context_needs_init(paired_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
