@@ -97,7 +97,9 @@ def main() -> None:
         jet = {f: ak.to_numpy(ak.flatten(jets[f]))[sel].astype(np.float64) for f in ("pt", "eta", "phi", "mass")}
         rng = np.random.default_rng(0)
         eps, u = rng.standard_normal((n_jets, m.config.latent)), rng.random(n_jets)
-        t_model = best_of(lambda: simulate_constituents(m, cpt, ceta, cphi, cn, jet, eps, u), args.repeat)
+        k = m.config.slot_latent
+        slot_eps = rng.standard_normal((n_jets, N_MAX, k)) if k else None
+        t_model = best_of(lambda: simulate_constituents(m, cpt, ceta, cphi, cn, jet, eps, u, slot_eps), args.repeat)
         t_full = best_of(lambda: sim.simulate_with_extras(events), args.repeat)
         r = {"jets": n_jets, "events": len(events), "events_with_jets": events_with,
              "model_ms_per_jet": 1e3 * t_model / n_jets, "full_ms_per_jet": 1e3 * t_full / n_jets,

@@ -52,6 +52,10 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--alpha-dist", type=float, default=0.0,
                    help="set with --posterior reco only: weight of the batch term matching the jet pT and mass "
                    "response distributions of prior-decoded jets (as at inference) to the reco jets; 0: off")
+    k.add_argument("--slot-latent", type=int, default=0, metavar="K",
+                   help="set with --posterior reco only: K latent dimensions per output slot (each reco particle "
+                   "smeared by its own N(0,1) draw at inference); with --init of a model without them, the new "
+                   "inputs start at zero weight; 0: none")
     k.add_argument("--jet-scale", type=float, default=100.0,
                    help="GeV unit of jet pT and mass in the loss (sets the size of the alpha terms against Chamfer)")
     k.add_argument("--init", metavar="MODEL", default=None, help="start from this model's weights (same architecture)")
@@ -74,6 +78,8 @@ def retrain_command(args: argparse.Namespace) -> str:
                         ("--threads", args.threads), ("--init", args.init), ("--cache", args.cache)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.slot_latent:
+        parts += ["--slot-latent", str(args.slot_latent)]
     if args.half:
         parts.append("--half")
     if args.residual:
@@ -95,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     if args.alpha_dist < 0 or (args.alpha_dist > 0 and (args.architecture, args.posterior) != ("set", "reco")):
         raise HepfastsimError(f"--alpha-dist must be >= 0 and needs --architecture set --posterior reco, got "
                               f"{args.alpha_dist} with {args.architecture}/{args.posterior}")
+    if args.slot_latent < 0 or (args.slot_latent > 0 and (args.architecture, args.posterior) != ("set", "reco")):
+        raise HepfastsimError(f"--slot-latent must be >= 0 and needs --architecture set --posterior reco, got "
+                              f"{args.slot_latent} with {args.architecture}/{args.posterior}")
     base = prepare_output(args.out, args.overwrite, args.threads)
     console = Console(stderr=True)
     start = time.perf_counter()
@@ -124,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta,
                         alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, alpha_dist=args.alpha_dist,
-                        jet_scale_gev=args.jet_scale, residual=args.residual)
+                        jet_scale_gev=args.jet_scale, residual=args.residual, slot_latent=args.slot_latent)
         tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                            holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
         init = None

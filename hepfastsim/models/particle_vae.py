@@ -99,6 +99,16 @@ class VAEConfig:
     # squared distance between the sorted log responses (jet mass and pT over the gen jet's) of
     # those jets and of the accepted reco jets (1-d W2^2 over the reco variance)
     alpha_dist: float = 0.0
+    # set variant with posterior "reco" only: per-slot latent dimensions (0: none). Slot i gets
+    # its own z_i from a learned Gaussian prior p(z_i | slot i) at inference, so each reco
+    # particle is smeared independently; at training z_i ~ q(z_i | slot i, reco set), an
+    # attention of the slot over the reco particles, and the KL is KL(q || p)
+    slot_latent: int = 0
+
+    def __post_init__(self) -> None:
+        if self.slot_latent < 0 or (self.slot_latent > 0 and (self.architecture, self.posterior) != ("set", "reco")):
+            raise ValueError(f"slot_latent must be >= 0 and needs the set architecture with posterior 'reco', got "
+                             f"{self.slot_latent} with {self.architecture}/{self.posterior}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAEConfig:
@@ -299,6 +309,38 @@ def _set_module(cfg: VAEConfig) -> Any:
                 self.rho_r = nn.Sequential(nn.Linear(4 * d + 4, 150), act(), nn.Linear(150, 150), act())
                 self.mu_r = nn.Linear(150, cfg.latent)
                 self.logvar_r = nn.Linear(150, cfg.latent)
+            if cfg.slot_latent > 0:
+                k = cfg.slot_latent
+                self.slot_phi = nn.Sequential(nn.Linear(3, d), act(), nn.Linear(d, d))
+                self.slot_attn = nn.MultiheadAttention(d, 4, batch_first=True)
+                # slot state, attention over the reco set, offset + distance of the nearest reco particle, flag
+                self.slot_post = nn.Sequential(nn.Linear(2 * d + 5, d), act(), nn.Linear(d, 2 * k))
+                # zero weights: a model given slot latents starts from exactly the model without them
+                self.slot_in = nn.Linear(k, d, bias=False)
+                nn.init.zeros_(self.slot_in.weight)
+                # learned prior p(z_i | slot state): starts as N(0, 1) (zero last layer)
+                self.slot_prior = nn.Sequential(nn.Linear(d, d), act(), nn.Linear(d, 2 * k))
+                nn.init.zeros_(self.slot_prior[2].weight)
+                nn.init.zeros_(self.slot_prior[2].bias)
+
+        def slot_posterior(self, h: Any, x: Any, gen_mask: Any, y: Any, mask: Any) -> tuple[Any, Any]:
+            """q(z_i | slot state ``h`` (B, n_max, d), reco set ``y`` (B, n, 3) with ``mask``) ->
+            mu, logvar (B, n_max, slot_latent). Slot i attends to the reco particles and, when it
+            starts from gen particle i (``x`` (B, n_max, 3) standardised, ``gen_mask``), also reads
+            the offset of the reco particle nearest to it (the one it most likely became)."""
+            r = self.slot_phi(y)
+            # a jet without reco particles (not in the training phase space) attends to nothing useful
+            # but must not give NaN: unmask its first entry
+            keys_off = ~mask
+            keys_off[:, 0] = keys_off[:, 0] & mask.any(1)
+            a, _ = self.slot_attn(h, r, r, key_padding_mask=keys_off, need_weights=False)
+            d2 = ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1).masked_fill(~mask[:, None, :], float("inf"))
+            d2_min, j = d2.min(2)
+            near = torch.gather(y, 1, j[..., None].expand(-1, -1, y.shape[2])) - x
+            has = (gen_mask & mask.any(1, keepdim=True))[..., None].to(y.dtype)
+            near = torch.cat([near, torch.sqrt(d2_min.clamp(max=100.0))[..., None]], 2) * has
+            mu, logvar = self.slot_post(torch.cat([h, a, near, has], 2)).chunk(2, dim=2)
+            return mu, logvar
 
         def encode_reco(self, y: Any, mask: Any, ctx: Any, pooled_gen: Any) -> tuple[Any, Any]:
             """Posterior q(z | reco set ``y`` (B, n, 3) with ``mask``, gen jet) -> mu, logvar."""
@@ -313,19 +355,41 @@ def _set_module(cfg: VAEConfig) -> Any:
             h = self.rho(torch.cat([pooled, ctx], 1))
             return self.mu(h), self.logvar(h), e, pooled
 
-        def decode(self, z: Any, ctx: Any, mem: Any, mask: Any, pooled: Any, x: Any = None) -> tuple[Any, Any]:
+        def decode(self, z: Any, ctx: Any, mem: Any, mask: Any, pooled: Any, x: Any = None, slot_z: Any = None,
+                   reco: tuple[Any, Any] | None = None) -> tuple[Any, Any, Any]:
             """Slot i starts from gen particle i (or a learned empty slot); -> slot features
-            (B, n_max, 3) and multiplicity logits (B, n_max + 1)."""
+            (B, n_max, 3), multiplicity logits (B, n_max + 1) and, with ``reco``, the KL
+            divergence of each slot's latent (B, n_max) (else None).
+
+            With ``slot_latent``: ``slot_z`` (B, n_max, slot_latent) standard normals that the
+            learned prior maps to the per-slot latents (inference), or ``reco`` = (reco set
+            (B, n, 3), its mask) to draw them from the per-slot posterior (training)."""
             g = self.lat(torch.cat([z, ctx], 1))
             e = torch.where(mask[..., None], mem, self.empty[None, : mem.shape[1]])
             h = self.inp(torch.cat([e, g[:, None].expand(-1, e.shape[1], -1)], 2))
+            slot_kl = None
+            if cfg.slot_latent > 0:
+                mu_p, logvar_p = self.slot_prior(h).chunk(2, dim=2)
+                if reco is not None:
+                    if x is None:
+                        raise ValueError("the per-slot posterior needs the gen features x")
+                    mu_s, logvar_s = self.slot_posterior(h, x, mask, *reco)
+                    z_s = mu_s + torch.exp(0.5 * logvar_s) * torch.randn_like(mu_s)
+                    # KL(N(mu_s, var_s) || N(mu_p, var_p)) per slot
+                    slot_kl = 0.5 * (logvar_p - logvar_s + (logvar_s.exp() + (mu_s - mu_p) ** 2) / logvar_p.exp()
+                                     - 1.0).sum(2)
+                elif slot_z is None:
+                    raise ValueError("a model with slot latents needs slot_z (normals) or reco to decode")
+                else:
+                    z_s = mu_p + torch.exp(0.5 * logvar_p) * slot_z
+                h = h + self.slot_in(z_s)
             live = torch.ones_like(mask)
             for layer in self.layers:
                 h = layer(h, live)
             out = self.out(h)
             if cfg.residual:  # x: the standardised gen features the slots start from
                 out = out + x * mask[..., None].to(x.dtype)
-            return out, self.mult(torch.cat([z, ctx, pooled], 1))
+            return out, self.mult(torch.cat([z, ctx, pooled], 1)), slot_kl
 
     return SetVAE()
 
@@ -424,11 +488,15 @@ def encode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.nd
 
 
 def decode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.ndarray, eps: np.ndarray,
-               u_mult: np.ndarray, batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+               u_mult: np.ndarray, batch: int = 4096, slot_eps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reco set features (n_jets, n_max, 3) (unstandardised, see :func:`set_features`) and the
     multiplicity (n_jets,) drawn by inverse CDF from ``u_mult`` (uniforms in (0, 1)).
 
-    ``z = mu + sigma * eps`` from the gen encoder, or ``z = eps`` for ``posterior="reco"``."""
+    ``z = mu + sigma * eps`` from the gen encoder, or ``z = eps`` for ``posterior="reco"``;
+    ``slot_eps`` (n_jets, n_max, slot_latent) normals: the per-slot latents of a model with
+    ``slot_latent`` (required there)."""
+    if model.config.slot_latent > 0 and slot_eps is None:
+        raise ValueError("this particle-VAE model has per-slot latents: pass slot_eps")
     torch = _torch()
     std = model.standardiser
     x = std.forward(feats.astype(np.float32))
@@ -441,7 +509,8 @@ def decode_set(model: LoadedVAE, feats: np.ndarray, mask: np.ndarray, ctx: np.nd
             mu, logvar, mem, pooled = model.module.encode(torch.from_numpy(x[s:e]), m, c)
             noise = torch.from_numpy(eps[s:e].astype(np.float32))
             z = noise if model.config.posterior == "reco" else mu + torch.exp(0.5 * logvar) * noise
-            f, logits = model.module.decode(z, c, mem, m, pooled, torch.from_numpy(x[s:e]))
+            sz = None if slot_eps is None else torch.from_numpy(slot_eps[s:e].astype(np.float32))
+            f, logits, _ = model.module.decode(z, c, mem, m, pooled, torch.from_numpy(x[s:e]), slot_z=sz)
             out[s:e] = f.numpy()
             cdf = torch.cumsum(torch.softmax(logits.double(), 1), 1).numpy()
             n_out[s:e] = np.sum(cdf < u_mult[s:e, None], axis=1)

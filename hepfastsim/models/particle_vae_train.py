@@ -261,13 +261,15 @@ def _loss_set(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tuple
     if cfg.posterior == "reco":  # conditional VAE: posterior from the reco jet, N(0, 1) prior
         mu, logvar = module.encode_reco(y, my, b["ctx"], pooled)
     z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    out, logits = module.decode(z, b["ctx"], mem, mx, pooled, x)
+    out, logits, slot_kl = module.decode(z, b["ctx"], mem, mx, pooled, x, reco=(y, my) if cfg.slot_latent else None)
     n_true = my.sum(1)
     slot_mask = torch.arange(out.shape[1])[None] < n_true[:, None]  # teacher-forced multiplicity
     rec = chamfer(y, out, my, slot_mask)
     pt_hat, m_hat = _set_jet(out * sd + mean, b["jet"], slot_mask, cfg.jet_scale_gev)
     pt, m = _set_jet(b["y"], b["jet"], my, cfg.jet_scale_gev)
     kl = kl_divergence(mu, logvar)
+    if slot_kl is not None:  # the per-slot latents of the live slots (teacher-forced multiplicity)
+        kl = kl + (slot_kl * slot_mask).sum(1)
     lm, lpt = (m - m_hat) ** 2, (pt - pt_hat) ** 2
     ce = torch.nn.functional.cross_entropy(logits, n_true, reduction="none")
     loss = cfg.beta * kl + (1 - cfg.beta) * (rec + cfg.alpha_m * lm + cfg.alpha_pt * lpt) + cfg.multiplicity_weight * ce
@@ -277,7 +279,8 @@ def _loss_set(module: Any, b: dict[str, Any], std: Any, cfg: VAEConfig) -> tuple
     if cfg.alpha_dist > 0 and cfg.posterior == "reco":
         # jets decoded as at inference (prior z, sampled multiplicity, acceptance) against the
         # accepted reco jets of the batch; the multiplicity draw itself is not differentiated
-        out_p, logits_p = module.decode(torch.randn_like(mu), b["ctx"], mem, mx, pooled, x)
+        z_slots = torch.randn(*out.shape[:2], cfg.slot_latent) if cfg.slot_latent else None
+        out_p, logits_p, _ = module.decode(torch.randn_like(mu), b["ctx"], mem, mx, pooled, x, slot_z=z_slots)
         with torch.no_grad():
             n_p = torch.multinomial(torch.softmax(logits_p, 1), 1)[:, 0]
         slot_p = torch.arange(out_p.shape[1])[None] < n_p[:, None]
@@ -331,7 +334,15 @@ def train_vae(
     std_t = (torch.tensor(standardiser.mean, dtype=torch.float32), torch.tensor(standardiser.std, dtype=torch.float32))
     module = build_model(cfg)
     if init is not None:
-        module.load_state_dict(init.module.state_dict())
+        # a model gaining slot latents (or their learned prior) keeps every weight of ``init``;
+        # its new slot_* modules start as built: zero input weights and a prior that starts as
+        # N(0, 1), so it decodes exactly what ``init`` does
+        missing, unexpected = module.load_state_dict(init.module.state_dict(), strict=False)
+        grows = cfg.slot_latent > 0 and init.config.slot_latent in (0, cfg.slot_latent)
+        new = [k for k in missing if not (k.startswith("slot_") and grows)]
+        if new or unexpected:
+            raise HepfastsimError(f"the initial model does not fit this architecture: missing {new}, "
+                                  f"unexpected {list(unexpected)}")
     loss_fn = _loss_conv if cfg.architecture == "conv" else _loss_set
     opt = torch.optim.Adam(module.parameters(), lr=train_cfg.learning_rate)
     steps_per_epoch = max(1, len(train_idx) // train_cfg.batch_size)

@@ -7,7 +7,8 @@ Per event, every gen jet inside the model's input phase space (pT > ``gen_pt_min
    conditional VAE, ``posterior="reco"``, the shipped set model) with ``eps`` from
    ``normals(domain=DOMAIN_LATENT)`` (one stream per latent dimension, indexed by the gen
    jet's position in the event), and decoded into at most 50 reco constituents (the ``set``
-   variant draws its multiplicity by inverse CDF from ``uniforms(domain=DOMAIN_MULTIPLICITY)``);
+   variant draws its multiplicity by inverse CDF from ``uniforms(domain=DOMAIN_MULTIPLICITY)``,
+   and a model with per-slot latents takes them from ``normals(domain=DOMAIN_SLOT_LATENT)``);
 2. the paper's acceptance is applied after inference (seed 003, Sec. 5): constituents with
    pT > ``cand_pt_min`` (0.25 GeV) and |eta| < ``cand_eta_max`` (3.2), then jets (the
    four-vector sum of the accepted constituents, massless) with pT > ``jet_pt_min``
@@ -47,6 +48,7 @@ WEIGHTS_ENV = "HEPFASTSIM_PARTICLE_VAE_WEIGHTS"
 
 DOMAIN_LATENT = 301
 DOMAIN_MULTIPLICITY = 302
+DOMAIN_SLOT_LATENT = 303
 _BLOCK = 256  # rows of every torch call (padded), so results do not depend on the chunking
 
 
@@ -62,13 +64,14 @@ def _blocks(x: np.ndarray) -> np.ndarray:
 
 
 def simulate_constituents(model: Any, gen_pt: np.ndarray, gen_eta: np.ndarray, gen_phi: np.ndarray,
-                          gen_n: np.ndarray, jet: dict[str, np.ndarray], eps: np.ndarray, u_mult: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                          gen_n: np.ndarray, jet: dict[str, np.ndarray], eps: np.ndarray, u_mult: np.ndarray,
+                          slot_eps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reco constituents (pt GeV, eta, phi rad), each (n_jets, 50), pt = 0 for no particle.
 
     ``gen_*``: (n_jets, 50) padded gen constituents sorted by decreasing pT; ``gen_n`` their
     full counts; ``jet``: gen jet ``pt``, ``eta``, ``phi``, ``mass`` (n_jets,); ``eps``
-    (n_jets, latent) normals; ``u_mult`` (n_jets,) uniforms (set variant only).
+    (n_jets, latent) normals; ``u_mult`` (n_jets,) uniforms (set variant only); ``slot_eps``
+    (n_jets, 50, slot_latent) normals (models with per-slot latents only).
     """
     from hepfastsim.models import particle_vae as pv
 
@@ -80,7 +83,7 @@ def simulate_constituents(model: Any, gen_pt: np.ndarray, gen_eta: np.ndarray, g
     feats = pv.set_features(gen_pt, gen_eta, gen_phi, jet["pt"], jet["eta"], jet["phi"])
     ctx = pv.set_context(jet["pt"], jet["eta"], jet["mass"], gen_n)
     f, n_out = pv.decode_set(model, _blocks(feats), _blocks(gen_pt > 0), _blocks(ctx), _blocks(eps),
-                             _blocks(u_mult), batch=_BLOCK)
+                             _blocks(u_mult), batch=_BLOCK, slot_eps=None if slot_eps is None else _blocks(slot_eps))
     f, n_out = f[:n].astype(np.float64), n_out[:n]
     pt, eta, phi = pv.set_to_polar(f, jet["pt"].astype(np.float64), jet["eta"].astype(np.float64),
                                    jet["phi"].astype(np.float64))
@@ -182,10 +185,13 @@ class ParticleVAESimulator(LearnedSimulator):
                                  & (np.abs(geta) < self.gen_eta_max) & (n_cands > 0))
         eps = normals(events.keys, offsets, m.config.latent, domain=DOMAIN_LATENT)[sel]
         u_mult = uniforms(events.keys, offsets, 1, domain=DOMAIN_MULTIPLICITY)[sel, 0]
+        k = m.config.slot_latent
+        slot_eps = None if k == 0 else normals(events.keys, offsets, N_MAX * k, domain=DOMAIN_SLOT_LATENT)[sel].reshape(
+            len(sel), N_MAX, k)
         if len(sel):
             cpt, ceta, cphi, cn = padded_constituents(cands[sel], N_MAX)
             jet = {"pt": gpt[sel], "eta": geta[sel], "phi": gphi[sel], "mass": gmass[sel]}
-            pt, eta, phi = simulate_constituents(m, cpt, ceta, cphi, cn, jet, eps, u_mult)
+            pt, eta, phi = simulate_constituents(m, cpt, ceta, cphi, cn, jet, eps, u_mult, slot_eps)
         else:
             pt = eta = phi = np.zeros((0, N_MAX))
         # acceptance after inference (paper Sec. 5), constituents sorted by decreasing pT per jet

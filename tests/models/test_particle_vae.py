@@ -17,6 +17,7 @@ from hepfastsim.models.particle_vae import (
     Standardiser,
     VAEConfig,
     build_model,
+    decode_set,
     chamfer,
     jet_pt_mass,
     load_model,
@@ -27,7 +28,14 @@ from hepfastsim.models.particle_vae import (
     to_cartesian,
     to_polar,
 )
-from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, response_w2, train_vae
+from hepfastsim.models.particle_vae_train import (
+    PairData,
+    TrainConfig,
+    fit_standardiser,
+    load_pairs,
+    response_w2,
+    train_vae,
+)
 
 SMALL = Path(__file__).resolve().parents[2] / "examples" / "qcd_small.root"
 
@@ -127,8 +135,50 @@ def test_set_variant_is_permutation_invariant_in_the_encoder() -> None:
     x2 = x.clone()
     x2[~mask] = 100.0
     torch.testing.assert_close(m.encode(x2, mask, ctx)[0], mu)
-    f, logits = m.decode(mu, ctx, mem, mask, pooled)
-    assert f.shape == (2, N_MAX, 3) and logits.shape == (2, N_MAX + 1)
+    f, logits, slot_kl = m.decode(mu, ctx, mem, mask, pooled)
+    assert f.shape == (2, N_MAX, 3) and logits.shape == (2, N_MAX + 1) and slot_kl is None
+
+
+def test_slot_latents_smear_each_slot_and_start_from_the_model_without_them(pairs: PairData) -> None:
+    """A model given per-slot latents with --init computes exactly what the initial model does
+    (zero input weights); once they have weight, slot i's output depends on z_i alone among the
+    slot latents at the first layer, and the per-slot posterior gives a KL per slot."""
+    import dataclasses
+
+    from hepfastsim.models.particle_vae_train import _features
+
+    torch.manual_seed(0)
+    cfg = VAEConfig(architecture="set", posterior="reco")
+    base = LoadedVAE(build_model(cfg), cfg, fit_standardiser(pairs, cfg))
+    base.module.eval()
+    slot_cfg = dataclasses.replace(cfg, slot_latent=3)
+    grown = train_vae(pairs, slot_cfg, TrainConfig(epochs=1, batch_size=16, learning_rate=0.0, eval_every=1), init=base)
+    f = _features(pairs, cfg)
+    rng = np.random.default_rng(1)
+    n = len(pairs)
+    eps, u, slot_eps = rng.normal(size=(n, 20)), rng.random(n), rng.normal(size=(n, N_MAX, 3))
+    a = decode_set(base, f["x"], f["mx"], f["ctx"], eps, u)
+    b = decode_set(grown, f["x"], f["mx"], f["ctx"], eps, u, slot_eps=slot_eps)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    with pytest.raises(ValueError, match="slot_eps"):
+        decode_set(grown, f["x"], f["mx"], f["ctx"], eps, u)
+    # with weight on the slot latents, different draws move the particles
+    with torch.no_grad():
+        grown.module.slot_in.weight.normal_()
+    c = decode_set(grown, f["x"], f["mx"], f["ctx"], eps, u, slot_eps=rng.normal(size=(n, N_MAX, 3)))
+    assert np.abs(c[0] - b[0]).max() > 1e-3
+    # the posterior: one KL (>= 0) per slot
+    m = grown.module
+    x, y = (torch.from_numpy(f[k]) for k in ("x", "y"))
+    mx, my, ctx = (torch.from_numpy(f[k]) for k in ("mx", "my", "ctx"))
+    mean, sd = torch.tensor(grown.standardiser.mean), torch.tensor(grown.standardiser.std)
+    xs, ys = ((v - mean) / sd for v in (x, y))
+    _, _, mem, pooled = m.encode(xs.float(), mx, ctx)
+    _, _, slot_kl = m.decode(torch.zeros(n, 20), ctx, mem, mx, pooled, xs.float(), reco=(ys.float(), my))
+    assert slot_kl.shape == (n, N_MAX) and bool((slot_kl >= 0).all())
+    with pytest.raises(ValueError, match="slot_latent"):
+        VAEConfig(architecture="set", posterior="gen", slot_latent=2)
 
 
 def test_pairs_from_pfnano_links(pairs: PairData) -> None:
@@ -189,7 +239,7 @@ def test_residual_set_decoder_starts_from_the_gen_particles() -> None:
     mask[0, :5], mask[1, :12] = True, True
     ctx = torch.randn(2, 4)
     _, _, mem, pooled = m.encode(x, mask, ctx)
-    out, _ = m.decode(torch.randn(2, 20), ctx, mem, mask, pooled, x)
+    out, _, _ = m.decode(torch.randn(2, 20), ctx, mem, mask, pooled, x)
     torch.testing.assert_close(out[mask], x[mask])  # zero correction: each slot is its gen particle
     assert torch.all(out[~mask] == 0)
     mu, logvar = m.encode_reco(x, mask, ctx, pooled)  # conditional-VAE posterior from the reco set

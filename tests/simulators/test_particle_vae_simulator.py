@@ -25,13 +25,19 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "qcd_small.root"
 LOW = {"gen_pt_min": 20.0, "jet_pt_min": 15.0}  # thresholds low enough for an untrained model
 
 
-@pytest.fixture(scope="module", params=["set", "conv"])
+@pytest.fixture(scope="module", params=["set", "conv", "set_slots"])
 def weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained (random) model with a standardiser fitted on the example file."""
+    """An untrained (random) model with a standardiser fitted on the example file; ``set_slots``:
+    the conditional set VAE with per-slot latents, their input weights made non-zero."""
     torch.manual_seed(3)
-    cfg = VAEConfig(architecture=request.param)
+    cfg = (VAEConfig(architecture="set", posterior="reco", slot_latent=2) if request.param == "set_slots"
+           else VAEConfig(architecture=request.param))
     pairs = load_pairs([str(EXAMPLE)], pt_min=30.0)
-    model = LoadedVAE(build_model(cfg).eval(), cfg, fit_standardiser(pairs, cfg))
+    module = build_model(cfg).eval()
+    if cfg.slot_latent:
+        with torch.no_grad():
+            module.slot_in.weight.normal_()
+    model = LoadedVAE(module, cfg, fit_standardiser(pairs, cfg))
     base = tmp_path_factory.mktemp("vae") / f"vae_{request.param}"
     save_model(model, base)
     return base
@@ -118,7 +124,7 @@ def test_collection_clash_is_refused(weights: Path, tmp_path: Path) -> None:
 
 
 def test_validate_particles_cli(weights: Path, converted: Path, tmp_path: Path) -> None:
-    if weights.name.endswith("conv"):
+    if not weights.name.endswith("_set"):
         pytest.skip("one architecture is enough for the CLI")
     out = tmp_path / "val"
     rc = main(["validate", "--level", "particles", "--reference", str(EXAMPLE), "--candidate", f"vae={converted}",
@@ -142,7 +148,7 @@ def test_validate_particles_cli(weights: Path, converted: Path, tmp_path: Path) 
 
 
 def test_train_cli_continues_and_records_the_chain(weights: Path, tmp_path: Path) -> None:
-    if weights.name.endswith("conv"):
+    if not weights.name.endswith("_set"):
         pytest.skip("one architecture is enough for the CLI")
     common = ["train", "particle-vae", "--data", str(EXAMPLE), "--architecture", "set", "--pt-min", "30",
               "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet"]
@@ -157,7 +163,7 @@ def test_train_cli_continues_and_records_the_chain(weights: Path, tmp_path: Path
 
 
 def test_train_cli_prior_distribution_term(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if weights.name.endswith("conv"):
+    if not weights.name.endswith("_set"):
         pytest.skip("one architecture is enough for the CLI")
     common = ["train", "particle-vae", "--data", str(EXAMPLE), "--architecture", "set", "--pt-min", "30",
               "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet", "--alpha-dist", "50"]
@@ -168,3 +174,19 @@ def test_train_cli_prior_distribution_term(weights: Path, tmp_path: Path, capsys
     meta = json.loads((tmp_path / "reco.json").read_text())
     assert meta["config"]["alpha_dist"] == 50.0 and "--alpha-dist 50.0" in meta["retrain_command"]
     assert all("dist" in h for h in meta["training"]["history"])
+
+
+def test_train_cli_slot_latents(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--slot-latent needs the conditional set VAE (refused before any reading) and can grow a
+    model without slot latents through --init; the command and config record it."""
+    if not weights.name.endswith("_set"):
+        pytest.skip("one architecture is enough for the CLI")
+    common = ["train", "particle-vae", "--data", str(EXAMPLE), "--architecture", "set", "--pt-min", "30",
+              "--epochs", "1", "--batch-size", "16", "--threads", "1", "--quiet"]
+    assert main([*common, "--slot-latent", "2", "--out", str(tmp_path / "gen")]) == 1
+    assert "--posterior reco" in capsys.readouterr().err and not (tmp_path / "gen.json").exists()
+    assert main([*common, "--posterior", "reco", "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--posterior", "reco", "--slot-latent", "2", "--init", str(tmp_path / "plain"),
+                 "--out", str(tmp_path / "slots")]) == 0
+    meta = json.loads((tmp_path / "slots.json").read_text())
+    assert meta["config"]["slot_latent"] == 2 and "--slot-latent 2" in meta["retrain_command"]
