@@ -17,7 +17,9 @@ momentum flows): constituents as a masked set in the gen jet frame
 decoder whose output slot i starts from gen particle i (learned empty slots beyond the gen
 multiplicity) plus the latent, so each reco particle is a smeared image of a gen particle;
 and a predicted reco multiplicity: only the first ``n`` slots are real particles, so there
-are no ghosts. Chamfer distances are masked to real particles on both sides.
+are no ghosts. Chamfer distances are masked to real particles on both sides. Optionally
+(``slot_latent``) each slot also gets its own latent, so that each reco particle is smeared by
+its own draw rather than all of them by the one jet latent.
 
 Loss (paper eq. 1): ``beta * KL + (1 - beta) * (Chamfer + alpha_m (m - m_hat)^2 +
 alpha_pT (pT - pT_hat)^2)``, with jet pT and mass computed from the output constituents
