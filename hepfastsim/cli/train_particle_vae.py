@@ -54,7 +54,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "response distributions of prior-decoded jets (as at inference) to the reco jets; 0: off")
     k.add_argument("--slot-latent", type=int, default=0, metavar="K",
                    help="set with --posterior reco only: K latent dimensions per output slot (each reco particle "
-                   "smeared by its own N(0,1) draw at inference); with --init of a model without them, the new "
+                   "smeared by its own draw from a learned per-slot prior at inference); with --init of a model without them, the new "
                    "inputs start at zero weight; 0: none")
     k.add_argument("--jet-scale", type=float, default=100.0,
                    help="GeV unit of jet pT and mass in the loss (sets the size of the alpha terms against Chamfer)")

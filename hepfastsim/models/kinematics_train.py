@@ -22,11 +22,10 @@ import numpy as np
 
 from hepfastsim.errors import HepfastsimError
 from hepfastsim.io.nanoaod import (
-    GENJET_FLAVOUR,
-    GENPART_ORIGIN,
     GENJET_KINEMATICS,
     PILEUP_BRANCH,
     RHO_BRANCHES,
+    gen_branches,
     iterate_chunks,
     open_tree,
 )
@@ -170,11 +169,8 @@ def load_training_data(
     for path in files:
         source = open_tree(path, tree)
         source.require([*GENJET_KINEMATICS, *RECO_BRANCHES])
-        present = set(source.branch_names)
-        optional = [b for b in (*GENJET_FLAVOUR, PILEUP_BRANCH) if b in present]
-        optional += list(GENPART_ORIGIN) if present.issuperset(GENPART_ORIGIN) else []
         rho_branch = source.first_present(RHO_BRANCHES)
-        branches = [*GENJET_KINEMATICS, *optional, *([rho_branch] if rho_branch else []), *RECO_BRANCHES]
+        branches = [*gen_branches(source), *RECO_BRANCHES]  # what convert reads of the gen side, + reco
         stop = source.num_entries if max_events is None else min(max_events, source.num_entries)
         n_file = 0
         for chunk in iterate_chunks(source, branches, step_size="100 MB", entry_stop=stop):
