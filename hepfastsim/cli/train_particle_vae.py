@@ -144,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
             if (init.config.architecture, init.config.posterior) != (cfg.architecture, cfg.posterior):
                 raise HepfastsimError(f"--init {args.init!r} is a {init.config.architecture}/{init.config.posterior} "
                                       f"model, expected {cfg.architecture}/{cfg.posterior}")
+            if init.config.slot_latent not in (0, cfg.slot_latent):
+                raise HepfastsimError(f"--init {args.init!r} has {init.config.slot_latent} latent dimensions per slot, "
+                                      f"--slot-latent asks for {cfg.slot_latent}")
         model = train_vae(data, cfg, tcfg, on_epoch=on_step, init=init)
         if init is not None:
             model.metadata["training"]["init"] = {"model": args.init,

@@ -190,3 +190,8 @@ def test_train_cli_slot_latents(weights: Path, tmp_path: Path, capsys: pytest.Ca
                  "--out", str(tmp_path / "slots")]) == 0
     meta = json.loads((tmp_path / "slots.json").read_text())
     assert meta["config"]["slot_latent"] == 2 and "--slot-latent 2" in meta["retrain_command"]
+    # a model with slot latents cannot continue with another number of them (or none): named, nothing written
+    capsys.readouterr()
+    assert main([*common, "--posterior", "reco", "--slot-latent", "3", "--init", str(tmp_path / "slots"),
+                 "--out", str(tmp_path / "other")]) == 1
+    assert str(tmp_path / "slots") in capsys.readouterr().err and not (tmp_path / "other.json").exists()
