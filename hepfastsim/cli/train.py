@@ -12,9 +12,11 @@ Each model kind is a sub-subcommand: ``kinematics`` here; the others live in the
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -94,8 +96,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     k.add_argument("--flow-share", type=float, default=0.6, help="share of --max-minutes given to the matched-jet flow")
     k.add_argument("--init", metavar="MODEL", default=None,
                    help="continue training from this model (weights, scalers) instead of from scratch")
-    k.add_argument("--networks", nargs="+", choices=NETWORKS, default=list(NETWORKS), metavar="NET",
-                   help=f"networks to train ({', '.join(NETWORKS)}); with --init the others keep its weights")
+    k.add_argument("--networks", nargs="+", choices=(*NETWORKS, "none"), default=list(NETWORKS), metavar="NET",
+                   help=f"networks to train ({', '.join(NETWORKS)}); with --init the others keep its weights; "
+                        "'none' trains nothing (with --init and --calibrate-fakes)")
     k.add_argument("--fresh", nargs="+", choices=NETWORKS, default=[], metavar="NET",
                    help="with --init: rebuild these networks from scratch (and refit their target maps) before training")
     k.add_argument("--refit-maps", action="store_true",
@@ -104,6 +107,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="with --init: add these context columns to its networks, with zero input weights so training "
                         "starts from exactly the --init model (singlet_daughter: the gen jet comes from a W/Z/H "
                         "decay, read from GenPart; 0 in files without it)")
+    k.add_argument("--calibrate-fakes", action="store_true",
+                   help="after training, calibrate the unmatched-jet flow's outputs to the marginals of the unmatched "
+                        "jets of --data (a per-output quantile map fitted on the flow's own samples; it is dropped "
+                        "again when the unmatched-jet flow is trained further)")
     k.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep (and score on the held-out events) a moving average of the weights with this decay "
                         "per step, e.g. 0.999")
@@ -143,6 +150,8 @@ def retrain_command(args: argparse.Namespace) -> str:
         parts += ["--add-context", *args.add_context]
     if args.ema is not None:
         parts += ["--ema", str(args.ema)]
+    if args.calibrate_fakes:
+        parts += ["--calibrate-fakes"]
     if args.tree != "Events":
         parts += ["--tree", args.tree]
     return " ".join(shlex.quote(p) for p in parts)
@@ -151,14 +160,25 @@ def retrain_command(args: argparse.Namespace) -> str:
 def run_kinematics(args: argparse.Namespace) -> int:
     from hepfastsim.errors import HepfastsimError
     from hepfastsim.models.kinematics_flow import n_parameters, save_model
-    from hepfastsim.models.kinematics_train import NETWORKS, TrainConfig, load_training_data, train_kinematics
+    from hepfastsim.models.kinematics_train import (
+        NETWORKS,
+        TrainConfig,
+        calibrate_fake_flow,
+        load_training_data,
+        train_kinematics,
+    )
 
     if args.epochs < 1:
         raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
     if not 0.0 < args.holdout < 1.0:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
+    train_nothing = "none" in args.networks
+    if train_nothing and (len(args.networks) > 1 or args.init is None or not args.calibrate_fakes
+                          or args.fresh or args.refit_maps or args.add_context):
+        raise HepfastsimError("--networks none trains nothing: give it alone, with --init MODEL and --calibrate-fakes "
+                              "(and without --fresh, --refit-maps or --add-context)")
     base = prepare_output(args.out, args.overwrite, args.threads)
-    config = TrainConfig(
+    config = None if train_nothing else TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
         max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
@@ -194,11 +214,20 @@ def run_kinematics(args: argparse.Namespace) -> int:
                 tasks[stage] = progress.add_task(f"training {stage}", total=epochs, info="")
             progress.update(tasks[stage], completed=epoch, info=f"loss {train:.4f} / held-out {held:.4f}")
 
-        model = train_kinematics(data, config, on_progress=on_epoch, init=init)
+        if config is not None:
+            model = train_kinematics(data, config, on_progress=on_epoch, init=init)
+        else:  # --networks none: the --init weights as they are
+            assert init is not None
+            model = replace(init, metadata=copy.deepcopy(init.metadata))
+        if args.calibrate_fakes:
+            calibrating = progress.add_task("calibrating the unmatched-jet flow", total=1, info="")
+            model = calibrate_fake_flow(model, data, seed=args.seed)
+            progress.update(calibrating, completed=1)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain of commands that made these weights
         model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
-    model.metadata["training"]["seconds"] = round(time.perf_counter() - start, 1)
+    if config is not None:
+        model.metadata["training"]["seconds"] = round(time.perf_counter() - start, 1)
     weights, meta = save_model(model, base)
     out = Console()
     s = data.summary()

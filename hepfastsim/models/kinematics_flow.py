@@ -293,6 +293,40 @@ def decode_fakes(y: np.ndarray, phi_uniform: np.ndarray, pt_floor: float) -> dic
 # --------------------------------------------------------------------------- networks
 
 
+#: Rows per torch call of a flow (bounds memory; rows are independent).
+FLOW_BATCH = 1 << 15
+#: Rows of every torch call are padded to a multiple of this.
+PAD_ROWS = 256
+
+
+def padded_rows(x: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """Copy of ``x`` (float32) with zero rows appended up to a multiple of :data:`PAD_ROWS` rows.
+
+    Matrix products of float32 on CPU round differently for very small batches or ragged
+    tails; with whole blocks of ``PAD_ROWS`` rows each row's result is bit-identical whatever the
+    other rows, so the output does not depend on the chunking (tested through ``convert``).
+    """
+    n = len(x)
+    out = np.zeros(((n + PAD_ROWS - 1) // PAD_ROWS * PAD_ROWS,) + x.shape[1:], dtype=dtype)
+    out[:n] = x
+    return out
+
+
+def flow_inverse(flow: Any, context: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Samples of a conditional flow in its Gaussianised target space: standard normals ``z``
+    (n, features) pushed through the inverse transform given standardised ``context`` (n, C)."""
+    import torch
+
+    out = np.empty(z.shape, dtype=np.float64)
+    with torch.inference_mode():
+        for s in range(0, len(z), FLOW_BATCH):
+            c = padded_rows(context[s:s + FLOW_BATCH])
+            zz = padded_rows(z[s:s + FLOW_BATCH])
+            n = min(FLOW_BATCH, len(z) - s)
+            out[s:s + n] = flow(torch.from_numpy(c)).transform.inv(torch.from_numpy(zz)).numpy()[:n]
+    return out
+
+
 def _coupling_masks(features: int, transforms: int) -> list[list[bool]]:
     """Alternating checkered and half-split masks, so every pair of features conditions each other."""
     patterns = [
@@ -520,9 +554,21 @@ class LoadedModel:
     metadata: dict[str, Any]
     area_lattice: tuple[Any, ...] = (0.0, 0.0, ())
     fake_area_lattice: tuple[Any, ...] = (0.0, 0.0, ())
+    # optional per-column map of the unmatched-jet flow's Gaussianised samples onto exact
+    # standard normals, fitted on the flow's own samples (``calibrate_fake_flow``): with it the
+    # unmatched-jet marginals are those of the data ``fake_target_scaler`` was fitted on, and the
+    # flow supplies their dependence on each other and on the event context
+    fake_flow_calibration: QuantileScaler | None = None
+
+    def fake_flow_outputs(self, gauss: np.ndarray) -> np.ndarray:
+        """Unmatched-jet targets (n, 5) (see :func:`fake_targets`) of the unmatched-jet flow's
+        samples ``gauss`` (n, 5) in its Gaussianised space, through the calibration if any."""
+        if self.fake_flow_calibration is not None:
+            gauss = self.fake_flow_calibration.forward(gauss)
+        return self.fake_target_scaler.inverse(gauss)
 
     def scalers_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "context": asdict(self.context_scaler),
             "target": asdict(self.target_scaler),
             "fake_context": asdict(self.fake_context_scaler),
@@ -531,6 +577,9 @@ class LoadedModel:
             "area_lattice": list(self.area_lattice),
             "fake_area_lattice": list(self.fake_area_lattice),
         }
+        if self.fake_flow_calibration is not None:
+            out["fake_flow_calibration"] = asdict(self.fake_flow_calibration)
+        return out
 
 
 FORMAT = "hepfastsim-kinematics-v3"
@@ -581,6 +630,7 @@ def load_model(path: str | Path) -> LoadedModel:
         metadata=meta_only,
         area_lattice=_lattice(s["area_lattice"]),
         fake_area_lattice=_lattice(s["fake_area_lattice"]),
+        fake_flow_calibration=mq(s["fake_flow_calibration"]) if "fake_flow_calibration" in s else None,
     )
 
 

@@ -11,7 +11,8 @@ Per event:
    outputs, from one ``uniforms(domain=DOMAIN_AREA)`` per jet;
 3. the number of unmatched (pileup and fake) jets is drawn by inverse CDF of the learned
    categorical distribution given (nPU, rho, number of gen jets), from one uniform per
-   event; their kinematics come from the second flow, their phi is uniform;
+   event; their kinematics come from the second flow (through its output calibration when
+   the model has one, see ``calibrate_fake_flow``), their phi is uniform;
 4. jets are sorted by decreasing pT; ``genJetIdx`` is -1 for unmatched jets.
 
 All noise comes from :mod:`hepfastsim.kernels.rng` keyed per event (seed, file, entry,
@@ -30,6 +31,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.models.kinematics_flow import FLOW_BATCH, flow_inverse, padded_rows
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["DEFAULT_WEIGHTS", "KinematicsSimulator"]
@@ -46,22 +48,7 @@ DOMAIN_FAKE_FLOW = 104
 DOMAIN_FAKE_PHI = 105
 DOMAIN_AREA = 107
 
-_BATCH = 1 << 15  # rows per torch call (bounds memory; rows are independent)
-_PAD = 256  # rows of every torch call are padded to a multiple of this
-_DRAW_BLOCK = 4096  # rows per categorical draw (a multiple of _PAD)
-
-
-def _padded(x: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-    """Copy of ``x`` (float32) with zero rows appended up to a multiple of ``_PAD`` rows.
-
-    Matrix products of float32 on CPU round differently for very small batches or ragged
-    tails; with whole blocks of ``_PAD`` rows each row's result is bit-identical whatever the
-    other rows, so the output does not depend on the chunking (tested through ``convert``).
-    """
-    n = len(x)
-    out = np.zeros(((n + _PAD - 1) // _PAD * _PAD,) + x.shape[1:], dtype=dtype)
-    out[:n] = x
-    return out
+_DRAW_BLOCK = 4096  # rows per categorical draw (a multiple of PAD_ROWS)
 
 
 def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
@@ -110,26 +97,14 @@ class KinematicsSimulator(LearnedSimulator):
         return self._model
 
     # ----------------------------------------------------------------- torch calls
-    def _flow_inverse(self, flow: Any, context: np.ndarray, z: np.ndarray) -> np.ndarray:
-        import torch
-
-        out = np.empty(z.shape, dtype=np.float64)
-        with torch.inference_mode():
-            for s in range(0, len(z), _BATCH):
-                c = _padded(context[s:s + _BATCH])
-                zz = _padded(z[s:s + _BATCH])
-                n = min(_BATCH, len(z) - s)
-                out[s:s + n] = flow(torch.from_numpy(c)).transform.inv(torch.from_numpy(zz)).numpy()[:n]
-        return out
-
     def _mlp(self, net: Any, x: np.ndarray) -> np.ndarray:
         import torch
 
         outs = []
         with torch.inference_mode():
-            for s in range(0, len(x), _BATCH):
-                n = min(_BATCH, len(x) - s)
-                outs.append(net(torch.from_numpy(_padded(x[s:s + _BATCH], np.float64))).numpy()[:n])
+            for s in range(0, len(x), FLOW_BATCH):
+                n = min(FLOW_BATCH, len(x) - s)
+                outs.append(net(torch.from_numpy(padded_rows(x[s:s + FLOW_BATCH], np.float64))).numpy()[:n])
         if not outs:
             width = net[-1].out_features
             return np.zeros((0, width), np.float64)
@@ -148,7 +123,7 @@ class KinematicsSimulator(LearnedSimulator):
         cumulative probability reaches u (clipped to the last).
 
         Rows go through torch (softmax, cumsum, searchsorted) in blocks of ``_DRAW_BLOCK`` rows,
-        zero-padded to whole blocks of ``_PAD``: the (rows x categories) probabilities of a
+        zero-padded to whole blocks of ``PAD_ROWS``: the (rows x categories) probabilities of a
         whole chunk would be hundreds of MB, and a block's stay in cache. Measured on 150k
         rows of the 171-value area network (2 threads): 0.09 s, against 0.27 s for numpy's
         softmax / cumsum / compare after the same network, with identical draws.
@@ -160,7 +135,7 @@ class KinematicsSimulator(LearnedSimulator):
         with torch.inference_mode():
             for s in range(0, len(x), _DRAW_BLOCK):
                 n = min(_DRAW_BLOCK, len(x) - s)
-                logits = net(torch.from_numpy(_padded(x[s:s + n], np.float64)))[:n]
+                logits = net(torch.from_numpy(padded_rows(x[s:s + n], np.float64)))[:n]
                 cdf = torch.cumsum(torch.softmax(logits, dim=1), dim=1)
                 target = torch.from_numpy(np.ascontiguousarray(u[s:s + n], np.float64))[:, None]
                 out[s:s + n] = torch.searchsorted(cdf, target)[:, 0].numpy()
@@ -216,7 +191,7 @@ class KinematicsSimulator(LearnedSimulator):
         kept = v[keep_v]
         z = normals(events.keys, offsets, len(m.target_scaler.knots_x), domain=DOMAIN_FLOW)[kept]
         kept_ctx = m.context_scaler.forward(context[keep_v])
-        y_gauss = self._flow_inverse(m.module.flow, kept_ctx, z)
+        y_gauss = flow_inverse(m.module.flow, kept_ctx, z)
         matched = decode_matched(m.target_scaler.inverse(y_gauss), pt[kept], eta[kept], phi[kept], mass[kept],
                                  rho[event_of_jet[kept]])
         if m.arch.area_values > 0:
@@ -235,9 +210,7 @@ class KinematicsSimulator(LearnedSimulator):
         event_of_fake = np.repeat(np.arange(n_events), n_fake)
         zf = normals(events.keys, fake_offsets, len(m.fake_target_scaler.knots_x), domain=DOMAIN_FAKE_FLOW)
         u_phi = uniforms(events.keys, fake_offsets, 1, domain=DOMAIN_FAKE_PHI)[:, 0]
-        yf = m.fake_target_scaler.inverse(
-            self._flow_inverse(m.module.fake_flow, m.fake_context_scaler.forward(ev_ctx[event_of_fake]), zf)
-        )
+        yf = m.fake_flow_outputs(flow_inverse(m.module.fake_flow, m.fake_context_scaler.forward(ev_ctx[event_of_fake]), zf))
         fakes = decode_fakes(yf, u_phi, m.fake_pt_floor)
         fakes["area"] = np.maximum(snap(fakes["area"], m.fake_area_lattice), 0.0)
 

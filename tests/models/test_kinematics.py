@@ -548,3 +548,63 @@ def test_cli_add_context_needs_init(paired_file: Path, tmp_path: Path, capsys: p
     assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
                  "--add-context", "singlet_daughter"]) == 1
     assert "--add-context" in capsys.readouterr().err and not out.with_suffix(".json").exists()
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance of two samples."""
+    grid = np.sort(np.concatenate([a, b]))
+    return float(np.max(np.abs(np.searchsorted(np.sort(a), grid, "right") / len(a)
+                               - np.searchsorted(np.sort(b), grid, "right") / len(b))))
+
+
+def test_calibrated_unmatched_jets_have_the_marginals_of_the_data(tiny_model: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """calibrate_fake_flow: fresh samples of the (barely trained) unmatched-jet flow, through
+    the calibration, follow the data's marginal of every output; without it they do not. It is
+    saved with the model, used by simulate, kept by training other networks and dropped by
+    training the unmatched-jet flow; the CLI runs it alone with --networks none."""
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.models.kinematics_flow import flow_inverse
+    from hepfastsim.models.kinematics_train import calibrate_fake_flow
+
+    init = load_model(tiny_model)
+    cal_file = write_paired(tmp_path / "cal.root", 1500, seed=11)
+    data = load_training_data([str(cal_file)], holdout_fraction=0.2)
+    cal = calibrate_fake_flow(init, data, draws=8, seed=1)
+    assert cal.metadata["fake_flow_calibration"]["unmatched_jets"] == len(data.fake_jets) > 1000
+    ctx = init.fake_context_scaler.forward(data.event_context[np.tile(data.fake_event, 4)])
+    gauss = flow_inverse(init.module.fake_flow, ctx, np.random.default_rng(99).standard_normal((len(ctx), 5)))
+    ref = data.fake_jets.copy()
+    ref[:, 3] = np.log(np.maximum(ref[:, 3], 0) + np.random.default_rng(2).random(len(ref)))  # dequantised count
+    ks_cal = [_ks(cal.fake_flow_outputs(gauss)[:, j], ref[:, j]) for j in range(5)]
+    ks_raw = [_ks(init.fake_flow_outputs(gauss)[:, j], ref[:, j]) for j in range(5)]
+    assert max(ks_cal) < 0.05, ks_cal  # statistics of ~2,000 jets
+    assert max(ks_raw) > 3 * max(ks_cal), (ks_raw, ks_cal)
+    # saved and loaded; simulate changes the unmatched jets only
+    save_model(cal, tmp_path / "cal")
+    loaded = load_model(tmp_path / "cal")
+    assert loaded.fake_flow_calibration == cal.fake_flow_calibration and loaded.fake_target_scaler == cal.fake_target_scaler
+    events = GenEvents.from_branches(make_paired_events(200), event_keys(3, 0, np.arange(200)))
+    a = KinematicsSimulator(weights=tiny_model).simulate(events)
+    b = KinematicsSimulator(weights=tmp_path / "cal").simulate(events)
+    matched_a, matched_b = a[a.genJetIdx >= 0], b[b.genJetIdx >= 0]
+    assert ak.all(matched_a.pt == matched_b.pt) and ak.all(ak.num(a) == ak.num(b))
+    assert not ak.all(a[a.genJetIdx < 0].eta == b[b.genJetIdx < 0].eta)
+    # training other networks keeps it; training the unmatched-jet flow drops it
+    cfg = dict(epochs=1, batch_size=256, learning_rate=0.0)
+    assert train_kinematics(data, TrainConfig(networks=("efficiency",), **cfg), init=cal).fake_flow_calibration \
+        == cal.fake_flow_calibration
+    assert train_kinematics(data, TrainConfig(networks=("fake_flow",), **cfg), init=cal).fake_flow_calibration is None
+    with pytest.raises(HepfastsimError, match="1000 unmatched jets"):
+        calibrate_fake_flow(init, load_training_data([str(write_paired(tmp_path / "few.root", 50))]))
+    # CLI: calibration alone, recorded in the chain of commands
+    out = tmp_path / "cli_cal"
+    assert main(["train", "kinematics", "--data", str(cal_file), "--out", str(out), "--quiet", "--init", str(tiny_model),
+                 "--networks", "none", "--calibrate-fakes"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert "fake_flow_calibration" in meta["scalers"] and meta["fake_flow_calibration"]["draws"] == 4
+    assert meta["retrain_commands"][-1].endswith("--networks none --calibrate-fakes")
+    assert meta["training"] == json.loads(tiny_model.with_suffix(".json").read_text())["training"]
+    assert main(["train", "kinematics", "--data", str(cal_file), "--out", str(tmp_path / "y"), "--quiet",
+                 "--init", str(tiny_model), "--networks", "none"]) == 1
+    assert "--calibrate-fakes" in capsys.readouterr().err and not (tmp_path / "y.json").exists()
