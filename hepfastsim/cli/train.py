@@ -233,9 +233,13 @@ def run_kinematics(args: argparse.Namespace) -> int:
     s = data.summary()
     out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "
               f"{weights.stat().st_size / 1e6:.2f} MB")
-    out.print(f"  trained on {s['events']:,} events ({s['holdout_events']:,} held out), {s['gen_jets']:,} gen jets, "
-              f"{s['matched_jets']:,} matched, {s['unmatched_reco_jets']:,} unmatched reco jets")
-    for name, rep in model.metadata["training"]["networks"].items():
-        out.print(f"  {name}: best held-out loss {rep['best_heldout_loss']:.4f} at epoch {rep['best_epoch']}/"
-                  f"{rep['epochs_run']} ({rep['seconds']} s)")
+    if config is not None:
+        out.print(f"  trained on {s['events']:,} events ({s['holdout_events']:,} held out), {s['gen_jets']:,} gen jets, "
+                  f"{s['matched_jets']:,} matched, {s['unmatched_reco_jets']:,} unmatched reco jets")
+        for name, rep in model.metadata["training"]["networks"].items():
+            out.print(f"  {name}: best held-out loss {rep['best_heldout_loss']:.4f} at epoch {rep['best_epoch']}/"
+                      f"{rep['epochs_run']} ({rep['seconds']} s)")
+    if args.calibrate_fakes:
+        out.print(f"  unmatched-jet outputs calibrated on {s['unmatched_reco_jets']:,} unmatched reco jets of "
+                  f"{s['events']:,} events")
     return 0
