@@ -293,8 +293,8 @@ def decode_fakes(y: np.ndarray, phi_uniform: np.ndarray, pt_floor: float) -> dic
 # --------------------------------------------------------------------------- networks
 
 
-#: Rows per torch call of a flow (bounds memory; rows are independent).
-FLOW_BATCH = 1 << 15
+#: Rows per torch call of a network or flow (bounds memory; rows are independent).
+BATCH_ROWS = 1 << 15
 #: Rows of every torch call are padded to a multiple of this.
 PAD_ROWS = 256
 
@@ -319,10 +319,10 @@ def flow_inverse(flow: Any, context: np.ndarray, z: np.ndarray) -> np.ndarray:
 
     out = np.empty(z.shape, dtype=np.float64)
     with torch.inference_mode():
-        for s in range(0, len(z), FLOW_BATCH):
-            c = padded_rows(context[s:s + FLOW_BATCH])
-            zz = padded_rows(z[s:s + FLOW_BATCH])
-            n = min(FLOW_BATCH, len(z) - s)
+        for s in range(0, len(z), BATCH_ROWS):
+            c = padded_rows(context[s:s + BATCH_ROWS])
+            zz = padded_rows(z[s:s + BATCH_ROWS])
+            n = min(BATCH_ROWS, len(z) - s)
             out[s:s + n] = flow(torch.from_numpy(c)).transform.inv(torch.from_numpy(zz)).numpy()[:n]
     return out
 

@@ -586,8 +586,8 @@ def train_kinematics(
         area_lattice=area_lattice,
         fake_area_lattice=fake_area_lattice,
         # a calibration fitted to the unmatched-jet flow holds only for those weights and that map
-        fake_flow_calibration=None if init is None or "fake_flow" in config.networks or "fake_flow" in refit
-        else init.fake_flow_calibration,
+        # (refitted maps and fresh networks are among those trained)
+        fake_flow_calibration=None if init is None or "fake_flow" in config.networks else init.fake_flow_calibration,
     )
 
 

@@ -31,7 +31,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
-from hepfastsim.models.kinematics_flow import FLOW_BATCH, flow_inverse, padded_rows
+from hepfastsim.models.kinematics_flow import BATCH_ROWS, flow_inverse, padded_rows
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["DEFAULT_WEIGHTS", "KinematicsSimulator"]
@@ -102,9 +102,9 @@ class KinematicsSimulator(LearnedSimulator):
 
         outs = []
         with torch.inference_mode():
-            for s in range(0, len(x), FLOW_BATCH):
-                n = min(FLOW_BATCH, len(x) - s)
-                outs.append(net(torch.from_numpy(padded_rows(x[s:s + FLOW_BATCH], np.float64))).numpy()[:n])
+            for s in range(0, len(x), BATCH_ROWS):
+                n = min(BATCH_ROWS, len(x) - s)
+                outs.append(net(torch.from_numpy(padded_rows(x[s:s + BATCH_ROWS], np.float64))).numpy()[:n])
         if not outs:
             width = net[-1].out_features
             return np.zeros((0, width), np.float64)
