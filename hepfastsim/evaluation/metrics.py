@@ -62,6 +62,9 @@ class W1Result:
     floor: float
 
 
+_SPLIT_DOMAIN = 901  # random stream of the event halves of w1_ratio
+
+
 def w1_ratio(
     ref: np.ndarray,
     cand: np.ndarray,
@@ -76,15 +79,18 @@ def w1_ratio(
     ref_event, cand_event = np.asarray(ref_event), np.asarray(cand_event)
     if len(ref) != len(ref_event) or len(cand) != len(cand_event):
         raise ValueError(f"expected one event id per entry, got {len(ref)}/{len(ref_event)} and {len(cand)}/{len(cand_event)}")
-    events = np.union1d(np.unique(ref_event), np.unique(cand_event))
-    rng = np.random.default_rng(seed)
+    from hepfastsim.kernels.rng import event_keys, uniforms
+
+    # the halves are sets of events, drawn among every event of either side (an event with
+    # candidate entries but no reference entry still belongs to exactly one half); each
+    # event's half comes from its id alone, so every candidate compared with one reference
+    # meets the same halves, and the same floor
+    events = np.union1d(ref_event, cand_event).astype(np.int64)
+    halves = uniforms(event_keys(seed, 0, events), np.arange(len(events) + 1), n_splits, domain=_SPLIT_DOMAIN) < 0.5
+    ref_pos, cand_pos = np.searchsorted(events, ref_event), np.searchsorted(events, cand_event)
     nums, floors, ratios = [], [], []
-    for _ in range(n_splits):
-        # the halves are sets of events, drawn among every event of either side: an event
-        # with candidate entries but no reference entry still belongs to exactly one half
-        a_events = events[rng.random(len(events)) < 0.5]
-        in_a = np.isin(ref_event, a_events)
-        cand_in_a = np.isin(cand_event, a_events)
+    for split in range(n_splits):
+        in_a, cand_in_a = halves[ref_pos, split], halves[cand_pos, split]
         floor = wasserstein1(ref[in_a], ref[~in_a])
         num = 0.5 * (wasserstein1(ref[in_a], cand[~cand_in_a]) + wasserstein1(ref[~in_a], cand[cand_in_a]))
         nums.append(num)

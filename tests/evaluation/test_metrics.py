@@ -250,3 +250,19 @@ def test_validate_pools_oversampled_draws_for_response_and_efficiency(toy_pair: 
     assert main(["validate", "--reference", str(ref_path), "--candidate", f"x={over}", "--out", str(tmp_path / "v"),
                  "--no-plots", "--threads", "1", "--min-bin-jets", "100"]) == 0
     assert json.loads((tmp_path / "v" / "summary.json").read_text())["candidates"]["x"]["pooled_draws"] == 4
+
+
+def test_w1_ratio_halves_depend_on_the_event_ids_alone() -> None:
+    """Two candidates with different sets of events meet the same reference halves, so their
+    floors are equal (before, one missing event reshuffled every half of the other events:
+    the ratios of a far-off variable moved by half their value between identical candidates)."""
+    rng = np.random.default_rng(4)
+    n = 5000
+    ev = np.arange(n)
+    ref, cand = rng.normal(0, 1, n), rng.normal(0.5, 1, n)
+    # the reference has no entry in events 0-9, one candidate has
+    full = w1_ratio(ref[10:], cand, ev[10:], ev, seed=2)
+    fewer = w1_ratio(ref[10:], cand[10:], ev[10:], ev[10:], seed=2)
+    assert fewer.floor == full.floor
+    assert fewer.value == pytest.approx(full.value, rel=0.02)
+    assert w1_ratio(ref[10:], cand, ev[10:], ev, seed=3).floor != full.floor
