@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -63,12 +64,26 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
     k.add_argument("--half", action="store_true", help="store the weights as float16")
+    k.add_argument("--calibrate-mass", action="store_true",
+                   help="after training, fit the jet-mass calibration on --data: a quantile map of the model's jet-mass "
+                   "response onto that of the files' reco jets per gen pT x gen m/pT bin, applied by moving the "
+                   "constituents along Delta R; with --epochs 0 and --init, calibrate that model without training")
+    k.add_argument("--calibration-bins", type=int, nargs=2, default=(4, 4), metavar=("N_PT", "N_MPT"),
+                   help="gen pT and gen m/pT bins of the mass calibration")
     add_common_options(k)
     k.set_defaults(func=run)
     return k
 
 
 def retrain_command(args: argparse.Namespace) -> str:
+    if args.epochs == 0:  # calibration of --init alone
+        parts = ["hepfastsim", "train", "particle-vae", "--data", *args.data, "--out", args.out, "--epochs", "0",
+                 "--init", args.init, "--calibrate-mass", "--calibration-bins", *(str(b) for b in args.calibration_bins),
+                 "--seed", str(args.seed)]
+        for flag, value in (("--max-events", args.max_events), ("--threads", args.threads)):
+            if value is not None:
+                parts += [flag, str(value)]
+        return " ".join(shlex.quote(p) for p in parts)
     parts = ["hepfastsim", "train", "particle-vae", "--data", *args.data, "--out", args.out,
              "--architecture", args.architecture, "--posterior", args.posterior, "--pt-min", str(args.pt_min), "--eta-max", str(args.eta_max),
              "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
@@ -80,6 +95,8 @@ def retrain_command(args: argparse.Namespace) -> str:
             parts += [flag, str(value)]
     if args.slot_latent:
         parts += ["--slot-latent", str(args.slot_latent)]
+    if args.calibrate_mass:
+        parts += ["--calibrate-mass", "--calibration-bins", *(str(b) for b in args.calibration_bins)]
     if args.half:
         parts.append("--half")
     if args.residual:
@@ -92,8 +109,11 @@ def run(args: argparse.Namespace) -> int:
     from hepfastsim.models.particle_vae import VAEConfig, n_parameters, save_model
     from hepfastsim.models.particle_vae_train import PairData, TrainConfig, load_pairs, train_vae
 
-    if args.epochs < 1:
-        raise HepfastsimError(f"--epochs must be at least 1, got {args.epochs}")
+    calibrate_only = args.epochs == 0
+    if args.epochs < 0 or (calibrate_only and (args.init is None or not args.calibrate_mass)):
+        raise HepfastsimError(f"--epochs must be at least 1 (0 only with --init and --calibrate-mass), got {args.epochs}")
+    if min(args.calibration_bins) < 1:
+        raise HepfastsimError(f"--calibration-bins must be at least 1 1, got {args.calibration_bins}")
     if not 0.0 < args.holdout < 1.0:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
     if not 0.0 <= args.beta <= 1.0:
@@ -110,56 +130,80 @@ def run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, disable=args.quiet) as progress:
         tasks: dict[str, int] = {}
-        if args.cache is not None and Path(args.cache).exists():
-            data = PairData.load(args.cache)
-        else:
-            def on_read(path: str, n: int, total: int) -> None:
-                if path not in tasks:
-                    tasks[path] = progress.add_task(f"reading {Path(path).name}", total=total, info="")
-                progress.advance(tasks[path], n)
 
-            data = load_pairs(args.data, pt_min=args.pt_min, eta_max=args.eta_max, max_events=args.max_events,
-                              tree=args.tree, on_progress=on_read)
-            if args.cache is not None:
-                data.save(args.cache)
+        def on_read(path: str, n: int, total: int) -> None:
+            if path not in tasks:
+                tasks[path] = progress.add_task(f"reading {Path(path).name}", total=total, info="")
+            progress.advance(tasks[path], n)
 
-        def on_step(step: int, steps: int, train: float, held: float, parts: dict[str, float]) -> None:
-            if "train" not in tasks:
-                tasks["train"] = progress.add_task(f"training {args.architecture}", total=steps, info="")
-            progress.update(tasks["train"], completed=step, info=f"loss {train:.3f} / held-out {held:.3f}")
-            if args.quiet:
-                console.print(f"step {step}/{steps} loss {train:.4f} held-out {held:.4f} "
-                              + " ".join(f"{k} {v:.4g}" for k, v in parts.items()))
-
-        cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta,
-                        alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, alpha_dist=args.alpha_dist,
-                        jet_scale_gev=args.jet_scale, residual=args.residual, slot_latent=args.slot_latent)
-        tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                           holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
         init = None
         if args.init is not None:
             from hepfastsim.models.particle_vae import load_model
 
             init = load_model(args.init)
-            if (init.config.architecture, init.config.posterior) != (cfg.architecture, cfg.posterior):
-                raise HepfastsimError(f"--init {args.init!r} is a {init.config.architecture}/{init.config.posterior} "
-                                      f"model, expected {cfg.architecture}/{cfg.posterior}")
-            if init.config.slot_latent not in (0, cfg.slot_latent):
-                raise HepfastsimError(f"--init {args.init!r} has {init.config.slot_latent} latent dimensions per slot, "
-                                      f"--slot-latent asks for {cfg.slot_latent}")
-        model = train_vae(data, cfg, tcfg, on_epoch=on_step, init=init)
-        if init is not None:
-            model.metadata["training"]["init"] = {"model": args.init,
-                                                  "retrain_command": init.metadata.get("retrain_command")}
-    model.metadata["training"]["data"] = [str(p) for p in args.data]
-    model.metadata["training"]["phase_space"] = {"reco_jet_pt_min_gev": args.pt_min, "reco_jet_abs_eta_max": args.eta_max}
-    model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        if calibrate_only:
+            model = init
+        else:
+            if args.cache is not None and Path(args.cache).exists():
+                data = PairData.load(args.cache)
+            else:
+                data = load_pairs(args.data, pt_min=args.pt_min, eta_max=args.eta_max, max_events=args.max_events,
+                                  tree=args.tree, on_progress=on_read)
+                if args.cache is not None:
+                    data.save(args.cache)
+
+            def on_step(step: int, steps: int, train: float, held: float, parts: dict[str, float]) -> None:
+                if "train" not in tasks:
+                    tasks["train"] = progress.add_task(f"training {args.architecture}", total=steps, info="")
+                progress.update(tasks["train"], completed=step, info=f"loss {train:.3f} / held-out {held:.3f}")
+                if args.quiet:
+                    console.print(f"step {step}/{steps} loss {train:.4f} held-out {held:.4f} "
+                                  + " ".join(f"{k} {v:.4g}" for k, v in parts.items()))
+
+            cfg = VAEConfig(architecture=args.architecture, posterior=args.posterior, beta=args.beta,
+                            alpha_m=args.alpha_m, alpha_pt=args.alpha_pt, alpha_dist=args.alpha_dist,
+                            jet_scale_gev=args.jet_scale, residual=args.residual, slot_latent=args.slot_latent)
+            tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                               holdout_fraction=args.holdout, max_minutes=args.max_minutes, seed=args.seed)
+            if init is not None:
+                if (init.config.architecture, init.config.posterior) != (cfg.architecture, cfg.posterior):
+                    raise HepfastsimError(f"--init {args.init!r} is a {init.config.architecture}/"
+                                          f"{init.config.posterior} model, expected {cfg.architecture}/{cfg.posterior}")
+                if init.config.slot_latent not in (0, cfg.slot_latent):
+                    raise HepfastsimError(f"--init {args.init!r} has {init.config.slot_latent} latent dimensions per "
+                                          f"slot, --slot-latent asks for {cfg.slot_latent}")
+            model = train_vae(data, cfg, tcfg, on_epoch=on_step, init=init)
+            if init is not None:
+                model.metadata["training"]["init"] = {"model": args.init,
+                                                      "retrain_command": init.metadata.get("retrain_command")}
+            model.metadata["training"]["data"] = [str(p) for p in args.data]
+            model.metadata["training"]["phase_space"] = {"reco_jet_pt_min_gev": args.pt_min,
+                                                         "reco_jet_abs_eta_max": args.eta_max}
+            model.metadata["training"]["wall_seconds"] = round(time.perf_counter() - start, 1)
+        if args.calibrate_mass:
+            from hepfastsim.simulators.particle_vae import fit_mass_calibration_on_files
+
+            def on_calibrate(path: str, done: int, total: int) -> None:
+                if "cal " + path not in tasks:
+                    tasks["cal " + path] = progress.add_task(f"calibrating on {Path(path).name}", total=total, info="")
+                progress.update(tasks["cal " + path], completed=done)
+
+            calibration = fit_mass_calibration_on_files(model, args.data, seed=args.seed, tree=args.tree,
+                                                        max_events=args.max_events, bins=tuple(args.calibration_bins),
+                                                        on_progress=on_calibrate)
+            model = replace(model, mass_calibration=calibration)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain, oldest first: running it in order rebuilds these weights
         model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
     weights, meta = save_model(model, base, half=args.half)
     out = Console()
-    out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "
-              f"{weights.stat().st_size / 1e6:.2f} MB; {model.metadata['training']['jets']:,} training jets, "
-              f"best held-out loss {model.metadata['training']['best_held_out_loss']:.4f}")
+    if calibrate_only:
+        rec = model.mass_calibration.record
+        out.print(f"[bold]{meta}[/bold]: weights of {args.init} with a jet-mass calibration fitted on "
+                  f"{rec['reference_jets']:,} reference and {rec['model_jets']:,} model jets "
+                  f"({rec['bins'][0]} x {rec['bins'][1]} bins)")
+    else:
+        out.print(f"[bold]{weights}[/bold] and {meta.name}: {n_parameters(model.module):,} parameters, "
+                  f"{weights.stat().st_size / 1e6:.2f} MB; {model.metadata['training']['jets']:,} training jets, "
+                  f"best held-out loss {model.metadata['training']['best_held_out_loss']:.4f}")
     return 0

@@ -476,17 +476,19 @@ class QuantileScaler:
     knots_z: tuple[float, ...]
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> QuantileScaler:
+    def fit(cls, x: np.ndarray, levels: np.ndarray | None = None) -> QuantileScaler:
+        """Knots at the probabilities ``levels`` (default: every 0.2%, finer in the tails)."""
         from scipy.special import ndtri
 
+        levels = _QUANTILE_LEVELS if levels is None else np.asarray(levels, np.float64)
         cols = []
         for j in range(x.shape[1]):
-            q = np.quantile(x[:, j], _QUANTILE_LEVELS)
+            q = np.quantile(x[:, j], levels)
             span = max(float(q[-1] - q[0]), 1e-6)
             for i in range(1, len(q)):  # strictly increasing knots (discrete values repeat quantiles)
                 q[i] = max(q[i], q[i - 1] + 1e-6 * span)
             cols.append(tuple(float(v) for v in q))
-        return cls(tuple(cols), tuple(float(v) for v in ndtri(_QUANTILE_LEVELS)))
+        return cls(tuple(cols), tuple(float(v) for v in ndtri(levels)))
 
     @staticmethod
     def _map(v: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:

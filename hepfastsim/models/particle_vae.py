@@ -422,6 +422,9 @@ class LoadedVAE:
     config: VAEConfig
     standardiser: Standardiser
     metadata: dict[str, Any] = field(default_factory=dict)
+    # jet-mass calibration of the reco jets (models.particle_vae_calibration.MassCalibration);
+    # fitted for these weights, so a model trained further starts without one
+    mass_calibration: Any = None
 
 
 FORMAT = "hepfastsim.particle_vae/1"
@@ -430,6 +433,8 @@ FORMAT = "hepfastsim.particle_vae/1"
 def save_model(model: LoadedVAE, path: str | Path, half: bool = False) -> tuple[Path, Path]:
     """Write ``path.safetensors`` (weights, float16 with ``half``) and ``path.json`` (config, scaler, metadata)."""
     doc = {"format": FORMAT, "config": asdict(model.config), "standardiser": asdict(model.standardiser), **model.metadata}
+    if model.mass_calibration is not None:
+        doc["mass_calibration"] = model.mass_calibration.to_dict()
     return write_model(path, model.module.state_dict(), doc, half=half)
 
 
@@ -442,8 +447,17 @@ def load_model(path: str | Path) -> LoadedVAE:
     load_state(module, state, path, what=what)
     module.eval()
     std = Standardiser(tuple(meta["standardiser"]["mean"]), tuple(meta["standardiser"]["std"]))
-    rest = {k: v for k, v in meta.items() if k not in ("format", "config", "standardiser")}
-    return LoadedVAE(module, cfg, std, rest)
+    rest = {k: v for k, v in meta.items() if k not in ("format", "config", "standardiser", "mass_calibration")}
+    calibration = None
+    if "mass_calibration" in meta:
+        from hepfastsim.errors import ModelError
+        from hepfastsim.models.particle_vae_calibration import MassCalibration
+
+        try:
+            calibration = MassCalibration.from_dict(meta["mass_calibration"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"{what} {path}: unreadable 'mass_calibration' in its JSON ({err})") from err
+    return LoadedVAE(module, cfg, std, rest, calibration)
 
 
 def n_parameters(module: Any) -> int:

@@ -13,7 +13,11 @@ Per event, every gen jet inside the model's input phase space (pT > ``gen_pt_min
    pT > ``cand_pt_min`` (0.25 GeV) and |eta| < ``cand_eta_max`` (3.2), then jets (the
    four-vector sum of the accepted constituents, massless) with pT > ``jet_pt_min``
    (200 GeV) and |eta| < ``jet_eta_max`` (2.5);
-3. jet observables (pT, eta, phi, mass, N-subjettiness, pTD, Flow_1..4, ...) come from
+3. with a model that carries a jet-mass calibration
+   (:mod:`hepfastsim.models.particle_vae_calibration`, the shipped set model does), each jet's
+   accepted constituents are moved away from (or towards) its axis until the jet mass is the
+   calibrated one; their pT are unchanged;
+4. jet observables (pT, eta, phi, mass, N-subjettiness, pTD, Flow_1..4, ...) come from
    :func:`hepfastsim.jets.observables.jet_observables` on the accepted constituents.
 
 Jets are sorted by decreasing pT; ``genJetIdx`` points to the gen jet. The constituents are
@@ -29,6 +33,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import awkward as ak
@@ -38,7 +43,7 @@ from hepfastsim.kernels.rng import normals, uniforms
 from hepfastsim.models.particle_vae import CAND_ETA_MAX, CAND_PT_MIN
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
-__all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents"]
+__all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents", "fit_mass_calibration_on_files"]
 
 _DATA = Path(__file__).resolve().parents[1] / "models" / "data"
 #: Shipped weights per architecture (``.safetensors`` + ``.json``); ``None`` = best measured.
@@ -201,6 +206,11 @@ class ParticleVAESimulator(LearnedSimulator):
         pt, eta, phi, ok = (np.take_along_axis(a, order, 1) for a in (pt, eta, phi, ok))
         n_ok = ok.sum(1)
         w = np.where(ok, pt, 0.0)
+        if m.mass_calibration is not None and len(sel):  # jet mass onto the reference's (see the docstring)
+            from hepfastsim.models.particle_vae_calibration import jet_mass, stretch_to_mass
+
+            target = m.mass_calibration.target_mass(gpt[sel], gmass[sel], jet_mass(w, eta, phi))
+            eta, phi = stretch_to_mass(w, eta, phi, target)
         sx, sy, sz = (w * np.cos(phi)).sum(1), (w * np.sin(phi)).sum(1), (w * np.sinh(np.where(ok, eta, 0.0))).sum(1)
         jpt = np.hypot(sx, sy)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -238,3 +248,60 @@ class ParticleVAESimulator(LearnedSimulator):
 
 
 register("particle-vae")(ParticleVAESimulator)
+
+
+def fit_mass_calibration_on_files(
+    model: Any,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    seed: int = 0,
+    tree: str = "Events",
+    max_events: int | None = None,
+    bins: tuple[int, int] = (4, 4),
+    min_jets: int = 500,
+    cuts_from: ParticleVAESimulator | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> Any:
+    """Jet-mass calibration (:class:`~hepfastsim.models.particle_vae_calibration.MassCalibration`)
+    of ``model`` (a :class:`~hepfastsim.models.particle_vae.LoadedVAE`; any calibration it has is
+    ignored) fitted on the gen-matched reco jets of ``paths`` (PFNano: ``Jet`` linked to
+    ``PFCands`` by ``JetPFCands``, jets built as in ``validate --level particles``) and on the
+    model's own jets for the gen jets of the same events (keys from ``seed``). The input
+    phase space and acceptance are those of ``cuts_from`` (default: the simulator's defaults);
+    every one of the ``bins`` (gen pT x gen m/pT) needs ``min_jets`` jets on each side.
+    ``on_progress(path, events_done, events_total)`` after each chunk.
+    """
+    from dataclasses import replace
+
+    from hepfastsim.evaluation.validate_particles import ParticleCuts, read_particle_jets
+    from hepfastsim.io.nanoaod import constituent_branches, gen_branches, iterate_chunks, open_tree
+    from hepfastsim.kernels.rng import event_keys
+    from hepfastsim.models.particle_vae_calibration import fit_mass_calibration
+
+    sim = replace(cuts_from or ParticleVAESimulator(), weights=None)
+    sim._model = replace(model, mass_calibration=None)
+    cuts = ParticleCuts(sim.cand_pt_min, sim.cand_eta_max, sim.jet_pt_min, sim.jet_eta_max)
+    ref: dict[str, list[np.ndarray]] = {"gen_pt": [], "gen_mass": [], "mass": []}
+    out: dict[str, list[np.ndarray]] = {"gen_pt": [], "gen_mass": [], "mass": []}
+    for path in paths:
+        jets = read_particle_jets(path, "Jet", "PFCands", "JetPFCands", tree=tree, max_events=max_events, cuts=cuts).jets
+        for key in ref:
+            ref[key].append(jets[key])
+        source = open_tree(path, tree)
+        stop = source.num_entries if max_events is None else min(max_events, source.num_entries)
+        for chunk in iterate_chunks(source, gen_branches(source) + constituent_branches(source), entry_stop=stop):
+            entries = np.arange(chunk.entry_start, chunk.entry_stop, dtype=np.int64)
+            events = GenEvents.from_branches(chunk.arrays, event_keys(seed, source.file_key, entries), constituents=True)
+            reco = sim.simulate(events)
+            gen = events.jets[reco.genJetIdx]
+            out["gen_pt"].append(_flat(gen.pt))
+            out["gen_mass"].append(_flat(gen.mass))
+            out["mass"].append(_flat(reco.mass))
+            if on_progress is not None:
+                on_progress(str(path), int(chunk.entry_stop), stop)
+    record = {"files": [str(p) for p in paths], "seed": seed, "max_events_per_file": max_events,
+              "cuts": {"constituent_pt_min_gev": cuts.cand_pt_min, "constituent_abs_eta_max": cuts.cand_eta_max,
+                       "jet_pt_min_gev": cuts.jet_pt_min, "jet_abs_eta_max": cuts.jet_eta_max}}
+    return fit_mass_calibration({k: np.concatenate(v) for k, v in out.items()},
+                                {k: np.concatenate(v) for k, v in ref.items()}, bins=bins, min_jets=min_jets,
+                                record=record)

@@ -195,3 +195,84 @@ def test_train_cli_slot_latents(weights: Path, tmp_path: Path, capsys: pytest.Ca
     assert main([*common, "--posterior", "reco", "--slot-latent", "3", "--init", str(tmp_path / "slots"),
                  "--out", str(tmp_path / "other")]) == 1
     assert str(tmp_path / "slots") in capsys.readouterr().err and not (tmp_path / "other.json").exists()
+
+
+def _low_cut_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the CLI's calibration run on the example file with an untrained model: the low
+    thresholds of these tests and a single bin of at least 20 jets."""
+    import hepfastsim.simulators.particle_vae as sim_module
+
+    real = sim_module.fit_mass_calibration_on_files
+
+    def low(model: LoadedVAE, paths: list[str], **kwargs: object) -> object:
+        return real(model, paths, **{**kwargs, "cuts_from": ParticleVAESimulator(**LOW), "min_jets": 20})
+
+    monkeypatch.setattr(sim_module, "fit_mass_calibration_on_files", low)
+
+
+def test_mass_calibration_moves_the_constituents_to_the_calibrated_mass(
+        weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``train particle-vae --epochs 0 --init M --calibrate-mass`` adds the calibration to M's
+    weights; convert then writes jets whose constituents have the calibrated mass (the map of
+    the uncalibrated jets' mass), with the same gen jets; training further drops it."""
+    if not weights.name.endswith("_set"):
+        pytest.skip("one architecture is enough")
+    from hepfastsim.models.particle_vae import load_model
+
+    common = ["train", "particle-vae", "--data", str(EXAMPLE), "--threads", "1", "--quiet"]
+    # --epochs 0 means calibrating an --init model: refused without either, nothing written
+    assert main([*common, "--epochs", "0", "--out", str(tmp_path / "x"), "--init", str(weights)]) == 1
+    assert "--calibrate-mass" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    # at the real thresholds an untrained model on 200 events has too few jets: named, nothing written
+    assert main([*common, "--epochs", "0", "--init", str(weights), "--calibrate-mass", "--out", str(tmp_path / "y")]) == 1
+    assert "fewer than 500" in capsys.readouterr().err and not (tmp_path / "y.json").exists()
+
+    _low_cut_fit(monkeypatch)
+    cal_path = tmp_path / "cal"
+    assert main([*common, "--epochs", "0", "--init", str(weights), "--calibrate-mass", "--calibration-bins", "1", "1",
+                 "--out", str(cal_path)]) == 0
+    meta = json.loads(cal_path.with_suffix(".json").read_text())
+    assert meta["mass_calibration"]["record"]["files"] == [str(EXAMPLE)]
+    assert meta["retrain_commands"][-1] == meta["retrain_command"] and "--epochs 0" in meta["retrain_command"]
+    assert meta["config"] == json.loads(weights.with_suffix(".json").read_text())["config"]
+    calibrated = load_model(cal_path)
+    assert calibrated.mass_calibration is not None and load_model(weights).mass_calibration is None
+
+    # the untrained model's jets are far from the reference's, so convert is checked with a
+    # calibration of known effect: the reference is the model's own jets, 10% heavier
+    from dataclasses import replace
+
+    from hepfastsim.models.particle_vae_calibration import fit_mass_calibration
+
+    plain_out, cal_out = tmp_path / "plain.root", tmp_path / "cal.root"
+    convert(EXAMPLE, plain_out, ConvertConfig(model="particle-vae", seed=5), simulator=ParticleVAESimulator(weights, **LOW))
+    plain = _read(plain_out)
+    gen = uproot.open(EXAMPLE)["Events"].arrays(["GenJet_pt", "GenJet_mass"])
+    jets = {"gen_pt": ak.to_numpy(ak.flatten(gen.GenJet_pt[plain.FastJet_genJetIdx])),
+            "gen_mass": ak.to_numpy(ak.flatten(gen.GenJet_mass[plain.FastJet_genJetIdx])),
+            "mass": ak.to_numpy(ak.flatten(plain.FastJet_mass)).astype(np.float64)}
+    heavier = fit_mass_calibration(jets, {**jets, "mass": 1.1 * jets["mass"]}, bins=(1, 1), min_jets=20)
+    save_model(replace(calibrated, mass_calibration=heavier), tmp_path / "heavier")
+    convert(EXAMPLE, cal_out, ConvertConfig(model="particle-vae", seed=5),
+            simulator=ParticleVAESimulator(tmp_path / "heavier", **LOW))
+    cal = _read(cal_out)
+
+    def by_gen(a: ak.Array) -> dict[tuple[int, int], tuple[float, float]]:
+        return {(e, int(g)): (float(m), float(p)) for e in range(len(a))
+                for g, m, p in zip(a.FastJet_genJetIdx[e], a.FastJet_mass[e], a.FastJet_pt[e])}
+
+    p, c = by_gen(plain), by_gen(cal)
+    common_jets = [k for k in sorted(set(p) & set(c)) if p[k][0] > 0]
+    assert len(common_jets) > 0.95 * max(len(p), len(c)) > 50
+    got, before = np.array([c[k][0] for k in common_jets]), np.array([p[k][0] for k in common_jets])
+    # an untrained model's nearly collinear constituents: light jets lose the last digits to the
+    # float32 constituents, and a few need more than the largest move (a = 10)
+    massive = before > 1.0
+    assert massive.sum() > 20 and np.mean(np.isclose(got[massive], 1.1 * before[massive], rtol=2e-3)) > 0.95
+    assert np.all((got >= before * (1 - 1e-3)) & (got <= 1.1 * before * (1 + 2e-3)))
+    assert np.allclose([c[k][1] for k in common_jets], [p[k][1] for k in common_jets], rtol=0.02)  # pT kept
+
+    # a model trained further from the calibrated one has no calibration
+    assert main([*common, "--architecture", "set", "--pt-min", "30", "--epochs", "1", "--batch-size", "16",
+                 "--init", str(cal_path), "--out", str(tmp_path / "more")]) == 0
+    assert "mass_calibration" not in json.loads((tmp_path / "more.json").read_text())
