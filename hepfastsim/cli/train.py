@@ -111,6 +111,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="after training, calibrate the unmatched-jet flow's outputs to the marginals of the unmatched "
                         "jets of --data (a per-output quantile map fitted on the flow's own samples; it is dropped "
                         "again when the unmatched-jet flow is trained further)")
+    k.add_argument("--balance-max-weight", type=float, default=1.0, metavar="W",
+                   help="weight each matched jet in the flow's loss by how rare its gen ln(pT) x |eta| cell is, at "
+                        "most W (forward high-pT jets are ~0.1%% of QCD); 1: equal weights")
     k.add_argument("--ema", type=float, default=None, metavar="DECAY",
                    help="keep (and score on the held-out events) a moving average of the weights with this decay "
                         "per step, e.g. 0.999")
@@ -150,6 +153,8 @@ def retrain_command(args: argparse.Namespace) -> str:
         parts += ["--add-context", *args.add_context]
     if args.ema is not None:
         parts += ["--ema", str(args.ema)]
+    if args.balance_max_weight != 1.0:
+        parts += ["--balance-max-weight", str(args.balance_max_weight)]
     if args.calibrate_fakes:
         parts += ["--calibrate-fakes"]
     if args.tree != "Events":
@@ -183,7 +188,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout, max_events=args.max_events, seed=args.seed,
         max_minutes=args.max_minutes, tree=args.tree, flow_share=args.flow_share,
         networks=tuple(args.networks), fresh=tuple(args.fresh), refit_maps=args.refit_maps,
-        ema_decay=args.ema, add_context=tuple(args.add_context),
+        ema_decay=args.ema, add_context=tuple(args.add_context), balance_max_weight=args.balance_max_weight,
     )
     if not 0.0 < args.flow_share < 1.0:
         raise HepfastsimError(f"--flow-share must be between 0 and 1, got {args.flow_share}")

@@ -32,6 +32,7 @@ from hepfastsim.io.nanoaod import (
 from hepfastsim.jets.origin import singlet_daughter
 from hepfastsim.models.kinematics_flow import (
     ARCH_DEFAULTS,
+    CONTEXT_NAMES,
     Architecture,
     LoadedModel,
     QuantileScaler,
@@ -51,8 +52,8 @@ from hepfastsim.models.kinematics_flow import (
 )
 from hepfastsim.models.moving_average import check_decay, moving_average
 
-__all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "calibrate_fake_flow", "load_training_data",
-           "train_kinematics"]
+__all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "balance_weights", "calibrate_fake_flow",
+           "load_training_data", "train_kinematics"]
 
 #: The networks of the model, in training order (attribute names of the torch module).
 NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow", "area")
@@ -94,9 +95,14 @@ class TrainConfig:
     # with ``init``: context columns to add to its networks (zero input weights, so the model
     # starts from exactly what ``init`` computes), e.g. ("singlet_daughter",)
     add_context: tuple[str, ...] = ()
+    # matched flow: weight each jet's loss by how rare its gen (ln pT, |eta|) cell is
+    # (:func:`balance_weights`, at most this weight); 1 = every jet counts the same
+    balance_max_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_decay(self.ema_decay)
+        if not self.balance_max_weight >= 1.0:
+            raise HepfastsimError(f"balance_max_weight must be at least 1, got {self.balance_max_weight}")
         for option in ("networks", "fresh"):
             unknown = sorted(set(getattr(self, option)) - set(NETWORKS))
             if unknown:
@@ -506,16 +512,22 @@ def train_kinematics(
     t_knots = (f32(np.array(tgt_scaler.knots_x)), f32(tgt_scaler.knots_z))
     f_knots = (f32(np.array(fake_tgt_scaler.knots_x)), f32(fake_tgt_scaler.knots_z))
 
-    def flow_loss(c: Any, y: Any) -> Any:
+    def flow_loss(c: Any, y: Any, w: Any) -> Any:
         y = _gaussianise(_dequantise(y, 4, 5, area_lattice[0], gen), *t_knots)
-        return -module.flow(c).log_prob(y).mean()
+        return -(w * module.flow(c).log_prob(y)).sum() / w.sum()
 
     m_ctx = ctx[torch.as_tensor(data.matched_context_rows)]
     y = f32(data.targets)
     hm = torch.as_tensor(data.matched_holdout)
     if "flow" in config.networks:
-        report["flow"] = _fit("flow", module.flow, flow_loss, (m_ctx[~hm], y[~hm]), (m_ctx[hm], y[hm]), config,
-                              seconds("flow"), gen, on_progress)
+        g = data.context[data.matched_context_rows]
+        w = f32(balance_weights(g[:, CONTEXT_NAMES.index("log_pt")], g[:, CONTEXT_NAMES.index("abs_eta")],
+                                config.balance_max_weight))
+        report["flow"] = _fit("flow", module.flow, flow_loss, (m_ctx[~hm], y[~hm], w[~hm]), (m_ctx[hm], y[hm], w[hm]),
+                              config, seconds("flow"), gen, on_progress)
+        if config.balance_max_weight > 1.0:
+            report["flow"]["balance_weights"] = {"max": config.balance_max_weight, "mean": float(w.mean()),
+                                                 "share_above_1": float((w > 1).float().mean())}
 
     # 2. efficiency
     bce = torch.nn.BCEWithLogitsLoss()
@@ -589,6 +601,22 @@ def train_kinematics(
         # (refitted maps and fresh networks are among those trained)
         fake_flow_calibration=None if init is None or "fake_flow" in config.networks else init.fake_flow_calibration,
     )
+
+
+def balance_weights(log_pt: np.ndarray, abs_eta: np.ndarray, max_weight: float) -> np.ndarray:
+    """Loss weight per matched jet (n,): ``n_mean / n_cell`` of its cell in a 16 x 10 grid of
+    ln(gen pT / GeV) in [ln 15, ln 3500] x |eta| in [0, 5] (values beyond go to the end cells),
+    clipped to [1, ``max_weight``]; ``n_mean`` is the mean count of the occupied cells. Rare
+    regions (forward jets of a few hundred GeV: ~0.1% of QCD jets) then weigh up to
+    ``max_weight`` times more in the flow's likelihood; 1 leaves every weight at 1."""
+    if max_weight <= 1.0:
+        return np.ones(len(log_pt))
+    i = np.clip(np.floor((np.asarray(log_pt) - np.log(15.0)) / (np.log(3500.0 / 15.0) / 16)), 0, 15).astype(np.int64)
+    j = np.clip(np.floor(np.asarray(abs_eta) / 0.5), 0, 9).astype(np.int64)
+    cell = i * 10 + j
+    counts = np.bincount(cell, minlength=160)
+    mean = counts[counts > 0].mean()
+    return np.clip(mean / counts[cell], 1.0, max_weight)
 
 
 def calibrate_fake_flow(model: LoadedModel, data: TrainingData, *, draws: int = 4, seed: int = 0) -> LoadedModel:

@@ -608,3 +608,28 @@ def test_calibrated_unmatched_jets_have_the_marginals_of_the_data(tiny_model: Pa
     assert main(["train", "kinematics", "--data", str(cal_file), "--out", str(tmp_path / "y"), "--quiet",
                  "--init", str(tiny_model), "--networks", "none"]) == 1
     assert "--calibrate-fakes" in capsys.readouterr().err and not (tmp_path / "y.json").exists()
+
+
+def test_balance_weights_favour_rare_cells_and_reach_the_flow(paired_file: Path, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    """A cell with 1% of the jets weighs ``max_weight`` times a common one; weights stay in
+    [1, max]; 1 switches them off. Through the CLI the flow trains with them and records them."""
+    from hepfastsim.models.kinematics_train import balance_weights
+
+    rng = np.random.default_rng(0)
+    common = np.full(9900, np.log(40.0)), rng.uniform(0.0, 0.4, 9900)  # one cell
+    rare = np.full(100, np.log(400.0)), rng.uniform(3.5, 3.9, 100)  # another, 1% of the jets
+    log_pt, abs_eta = np.concatenate([common[0], rare[0]]), np.concatenate([common[1], rare[1]])
+    w = balance_weights(log_pt, abs_eta, 10.0)
+    assert np.all(w[:9900] == 1.0) and np.all(w[9900:] == 10.0)
+    assert np.all(balance_weights(log_pt, abs_eta, 1.0) == 1.0)
+    assert np.allclose(balance_weights(log_pt, abs_eta, 1000.0)[9900:], 5000.0 / 100)  # mean of the 2 cells / 100
+    out = tmp_path / "balanced"
+    assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(out), "--epochs", "1", "--quiet",
+                 "--init", str(tiny_model), "--networks", "flow", "--balance-max-weight", "5"]) == 0
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert "--balance-max-weight 5.0" in meta["retrain_command"]
+    assert meta["training"]["networks"]["flow"]["balance_weights"]["max"] == 5.0
+    assert meta["training"]["config"]["balance_max_weight"] == 5.0
+    assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(tmp_path / "bad"), "--quiet",
+                 "--init", str(tiny_model), "--balance-max-weight", "0.5"]) == 1
