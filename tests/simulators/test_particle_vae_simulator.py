@@ -235,6 +235,7 @@ def test_mass_calibration_moves_the_constituents_to_the_calibrated_mass(
     assert meta["mass_calibration"]["record"]["files"] == [str(EXAMPLE)]
     assert meta["retrain_commands"][-1] == meta["retrain_command"] and "--epochs 0" in meta["retrain_command"]
     assert meta["config"] == json.loads(weights.with_suffix(".json").read_text())["config"]
+    assert "validation" not in meta  # those of the uncalibrated model no longer apply
     calibrated = load_model(cal_path)
     assert calibrated.mass_calibration is not None and load_model(weights).mass_calibration is None
 
