@@ -314,9 +314,14 @@ def test_shipped_weights_load_and_carry_their_metadata() -> None:
     model = load_model(base)
     assert model.config.architecture == "set"
     assert model.metadata["retrain_command"].startswith("hepfastsim train particle-vae")
+    assert model.mass_calibration is not None and model.mass_calibration.record["reference_jets"] > 10_000
     assert model.metadata["validation"]  # one entry per held-out sample
     for validation in model.metadata["validation"].values():
         assert set(validation["w1_ratio"]) >= {"pt", "mass", "flow1", "flow4", "px"}
+    # the network before its calibration, beside the paper's conv VAE on the same jets
+    before = {k: v for k, v in model.metadata["validation_before_mass_calibration"].items() if k != "note"}
+    assert before
+    for validation in before.values():
         assert validation["w1_ratio"]["pt"] < validation["paper_conv_same_sample"]["w1_ratio"]["pt"]
     chain = model.metadata["retrain_commands"]
     assert chain[-1] == model.metadata["retrain_command"] and all(c.startswith("hepfastsim train") for c in chain)
