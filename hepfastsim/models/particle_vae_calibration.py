@@ -18,8 +18,9 @@ Both sides are fitted on jets of files the model was not validated on, by
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

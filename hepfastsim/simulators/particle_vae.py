@@ -31,9 +31,9 @@ on the chunking.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import awkward as ak
@@ -43,7 +43,8 @@ from hepfastsim.kernels.rng import normals, uniforms
 from hepfastsim.models.particle_vae import CAND_ETA_MAX, CAND_PT_MIN
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
-__all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents", "fit_mass_calibration_on_files"]
+__all__ = ["ParticleVAESimulator", "DEFAULT_WEIGHTS", "WEIGHTS_ENV", "simulate_constituents",
+           "fit_mass_calibration_on_files"]
 
 _DATA = Path(__file__).resolve().parents[1] / "models" / "data"
 #: Shipped weights per architecture (``.safetensors`` + ``.json``); ``None`` = best measured.
