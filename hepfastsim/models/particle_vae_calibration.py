@@ -56,8 +56,7 @@ class MassCalibration:
         and gen mass keep their mass."""
         gen_pt, gen_mass, mass = (np.asarray(a, np.float64) for a in (gen_pt, gen_mass, mass))
         out = mass.copy()
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(gen_pt) & np.isfinite(gen_mass) & np.isfinite(mass) & (gen_pt > 0) & (gen_mass > 0) & (mass > 0)
+        ok = _valid(gen_pt, gen_mass, mass)
         b = self.bin_index(gen_pt[ok], gen_mass[ok])
         r = np.log(mass[ok] / gen_mass[ok])
         new = np.empty_like(r)
@@ -88,10 +87,15 @@ class MassCalibration:
         return cal
 
 
+def _valid(gen_pt: np.ndarray, gen_mass: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """Jets the map applies to: finite, positive gen pT, gen mass and mass."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(gen_pt) & np.isfinite(gen_mass) & np.isfinite(mass) & (gen_pt > 0) & (gen_mass > 0) & (mass > 0)
+
+
 def _response(jets: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     gen_pt, gen_mass, mass = (np.asarray(jets[k], np.float64) for k in ("gen_pt", "gen_mass", "mass"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = np.isfinite(gen_pt) & np.isfinite(gen_mass) & np.isfinite(mass) & (gen_pt > 0) & (gen_mass > 0) & (mass > 0)
+    ok = _valid(gen_pt, gen_mass, mass)
     return gen_pt[ok], gen_mass[ok], np.log(mass[ok] / gen_mass[ok])
 
 
