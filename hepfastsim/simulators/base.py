@@ -122,7 +122,7 @@ class LearnedSimulator(Simulator):
         weights = getattr(self, "weights", None)
         if weights is not None:
             return Path(weights)
-        return Path(os.environ.get(self.weights_env, self.default_weights))
+        return Path(os.environ.get(self.weights_env) or self.default_weights)  # set but empty: the default
 
 
 SIMULATORS: dict[str, Callable[[], Simulator]] = {}

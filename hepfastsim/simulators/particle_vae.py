@@ -146,7 +146,7 @@ class ParticleVAESimulator(LearnedSimulator):
     def weights_path(self) -> Path:  # the shipped default depends on the architecture
         if self.weights is not None:
             return Path(self.weights)
-        if self.architecture is None and WEIGHTS_ENV in os.environ:
+        if self.architecture is None and os.environ.get(WEIGHTS_ENV):  # set but empty: the default
             return Path(os.environ[WEIGHTS_ENV])
         return DEFAULT_WEIGHTS[self.architecture or DEFAULT_ARCHITECTURE]
 

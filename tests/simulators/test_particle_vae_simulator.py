@@ -277,3 +277,15 @@ def test_mass_calibration_moves_the_constituents_to_the_calibrated_mass(
     assert main([*common, "--architecture", "set", "--pt-min", "30", "--epochs", "1", "--batch-size", "16",
                  "--init", str(cal_path), "--out", str(tmp_path / "more")]) == 0
     assert "mass_calibration" not in json.loads((tmp_path / "more.json").read_text())
+
+
+def test_empty_weights_variable_means_the_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HEPFASTSIM_..._WEIGHTS=`` (set but empty, as a shell leaves it) is not a path."""
+    from hepfastsim.simulators.base import make_simulator
+    from hepfastsim.simulators.particle_vae import DEFAULT_WEIGHTS, WEIGHTS_ENV
+
+    monkeypatch.setenv(WEIGHTS_ENV, "")
+    assert ParticleVAESimulator().weights_path == DEFAULT_WEIGHTS["set"]
+    kinematics = make_simulator("kinematics")
+    monkeypatch.setenv(kinematics.weights_env, "")
+    assert kinematics.weights_path == Path(kinematics.default_weights)
