@@ -37,11 +37,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from hepfastsim.models.weights_file import load_state, read_model, write_model
+
+if TYPE_CHECKING:
+    from hepfastsim.models.particle_vae_calibration import MassCalibration
 
 __all__ = [
     "N_MAX",
@@ -422,9 +425,9 @@ class LoadedVAE:
     config: VAEConfig
     standardiser: Standardiser
     metadata: dict[str, Any] = field(default_factory=dict)
-    # jet-mass calibration of the reco jets (models.particle_vae_calibration.MassCalibration);
-    # fitted for these weights, so a model trained further starts without one
-    mass_calibration: Any = None
+    # jet-mass calibration of the reco jets; fitted for these weights, so a model trained
+    # further starts without one
+    mass_calibration: MassCalibration | None = None
 
 
 FORMAT = "hepfastsim.particle_vae/1"

@@ -40,6 +40,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.models.kinematics_flow import PAD_ROWS, padded_rows
 from hepfastsim.models.particle_vae import CAND_ETA_MAX, CAND_PT_MIN
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
@@ -55,7 +56,7 @@ WEIGHTS_ENV = "HEPFASTSIM_PARTICLE_VAE_WEIGHTS"
 DOMAIN_LATENT = 301
 DOMAIN_MULTIPLICITY = 302
 DOMAIN_SLOT_LATENT = 303
-_BLOCK = 256  # rows of every torch call (padded), so results do not depend on the chunking
+_BLOCK = PAD_ROWS  # rows of every torch call (padded), so results do not depend on the chunking
 
 
 def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
@@ -63,10 +64,7 @@ def _flat(array: ak.Array, dtype: Any = np.float64) -> np.ndarray:
 
 
 def _blocks(x: np.ndarray) -> np.ndarray:
-    n = len(x)
-    out = np.zeros(((n + _BLOCK - 1) // _BLOCK * _BLOCK,) + x.shape[1:], dtype=x.dtype)
-    out[:n] = x
-    return out
+    return padded_rows(x, x.dtype)  # whole blocks of _BLOCK rows, dtype kept
 
 
 def simulate_constituents(model: Any, gen_pt: np.ndarray, gen_eta: np.ndarray, gen_phi: np.ndarray,
