@@ -98,7 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="continue training from this model (weights, scalers) instead of from scratch")
     k.add_argument("--networks", nargs="+", choices=(*NETWORKS, "none"), default=list(NETWORKS), metavar="NET",
                    help=f"networks to train ({', '.join(NETWORKS)}); with --init the others keep its weights; "
-                        "'none' trains nothing (with --init and --calibrate-fakes)")
+                        "'none' trains nothing (with --init and --calibrate-fakes or --calibrate-response)")
     k.add_argument("--fresh", nargs="+", choices=NETWORKS, default=[], metavar="NET",
                    help="with --init: rebuild these networks from scratch (and refit their target maps) before training")
     k.add_argument("--refit-maps", action="store_true",
@@ -111,6 +111,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="after training, calibrate the unmatched-jet flow's outputs to the marginals of the unmatched "
                         "jets of --data (a per-output quantile map fitted on the flow's own samples; it is dropped "
                         "again when the unmatched-jet flow is trained further)")
+    k.add_argument("--calibrate-response", action="store_true",
+                   help="after training, correct the matched jets' pT response median and width (half 16-84%%) per "
+                        "gen pT x |eta| bin of the response tables to those of --data, as CMS's JES/JER scale "
+                        "factors do (bins with fewer than 1000 jets are left as they are; dropped again when the "
+                        "matched-jet flow is trained further)")
     k.add_argument("--balance-max-weight", type=float, default=1.0, metavar="W",
                    help="weight each matched jet in the flow's loss by how rare its gen ln(pT) x |eta| cell is, at "
                         "most W (forward high-pT jets are ~0.1%% of QCD); 1: equal weights")
@@ -157,6 +162,8 @@ def retrain_command(args: argparse.Namespace) -> str:
         parts += ["--balance-max-weight", str(args.balance_max_weight)]
     if args.calibrate_fakes:
         parts += ["--calibrate-fakes"]
+    if args.calibrate_response:
+        parts += ["--calibrate-response"]
     if args.tree != "Events":
         parts += ["--tree", args.tree]
     return " ".join(shlex.quote(p) for p in parts)
@@ -169,6 +176,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         NETWORKS,
         TrainConfig,
         calibrate_fake_flow,
+        calibrate_response,
         load_training_data,
         train_kinematics,
     )
@@ -178,10 +186,11 @@ def run_kinematics(args: argparse.Namespace) -> int:
     if not 0.0 < args.holdout < 1.0:
         raise HepfastsimError(f"--holdout must be between 0 and 1, got {args.holdout}")
     train_nothing = "none" in args.networks
-    if train_nothing and (len(args.networks) > 1 or args.init is None or not args.calibrate_fakes
+    calibrates = args.calibrate_fakes or args.calibrate_response
+    if train_nothing and (len(args.networks) > 1 or args.init is None or not calibrates
                           or args.fresh or args.refit_maps or args.add_context):
         raise HepfastsimError("--networks none trains nothing: give it alone, with --init MODEL and --calibrate-fakes "
-                              "(and without --fresh, --refit-maps or --add-context)")
+                              "or --calibrate-response (and without --fresh, --refit-maps or --add-context)")
     base = prepare_output(args.out, args.overwrite, args.threads)
     config = None if train_nothing else TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -228,6 +237,12 @@ def run_kinematics(args: argparse.Namespace) -> int:
             calibrating = progress.add_task("calibrating the unmatched-jet flow", total=1, info="")
             model = calibrate_fake_flow(model, data, seed=args.seed)
             progress.update(calibrating, completed=1)
+        if args.calibrate_response:
+            task = progress.add_task("calibrating the jet response", total=1, info="")
+            model = calibrate_response(model, data, seed=args.seed)
+            # validations recorded in the metadata describe the uncalibrated jets
+            model = replace(model, metadata={k: v for k, v in model.metadata.items() if k != "validation"})
+            progress.update(task, completed=1)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain of commands that made these weights
         model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
@@ -247,4 +262,10 @@ def run_kinematics(args: argparse.Namespace) -> int:
     if args.calibrate_fakes:
         out.print(f"  unmatched-jet outputs calibrated on {s['unmatched_reco_jets']:,} unmatched reco jets of "
                   f"{s['events']:,} events")
+    if args.calibrate_response:
+        cal = model.response_calibration
+        fixed = [b for b in cal.record["bins"] if "scale" in b]
+        out.print(f"  jet response calibrated in {len(fixed)} of {len(cal.record['bins'])} gen pT x |eta| bins on "
+                  f"{cal.record['reference_jets']:,} matched jets; width factors {min(b['scale'] for b in fixed):.3f}"
+                  f"-{max(b['scale'] for b in fixed):.3f}" if fixed else "  jet response: no bin with enough jets")
     return 0

@@ -55,6 +55,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.errors import ModelError
+from hepfastsim.models.kinematics_calibration import ResponseCalibration
 from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
@@ -561,6 +562,9 @@ class LoadedModel:
     # unmatched-jet marginals are those of the data ``fake_target_scaler`` was fitted on, and the
     # flow supplies their dependence on each other and on the event context
     fake_flow_calibration: QuantileScaler | None = None
+    # optional residual correction of the matched jets' pT response median and width per gen
+    # pT x |eta| bin (``calibrate_response``); fitted for these flow weights
+    response_calibration: ResponseCalibration | None = None
 
     def fake_flow_outputs(self, gauss: np.ndarray) -> np.ndarray:
         """Unmatched-jet targets (n, 5) (see :func:`fake_targets`) of the unmatched-jet flow's
@@ -581,6 +585,8 @@ class LoadedModel:
         }
         if self.fake_flow_calibration is not None:
             out["fake_flow_calibration"] = asdict(self.fake_flow_calibration)
+        if self.response_calibration is not None:
+            out["response_calibration"] = self.response_calibration.to_dict()
         return out
 
 
@@ -633,7 +639,17 @@ def load_model(path: str | Path) -> LoadedModel:
         area_lattice=_lattice(s["area_lattice"]),
         fake_area_lattice=_lattice(s["fake_area_lattice"]),
         fake_flow_calibration=mq(s["fake_flow_calibration"]) if "fake_flow_calibration" in s else None,
+        response_calibration=_response_calibration(s, path),
     )
+
+
+def _response_calibration(scalers: dict[str, Any], path: str | Path) -> ResponseCalibration | None:
+    if "response_calibration" not in scalers:
+        return None
+    try:
+        return ResponseCalibration.from_dict(scalers["response_calibration"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"kinematics model {str(path)!r}: unreadable 'response_calibration' in its JSON ({err})") from err
 
 
 def _lattice(v: list[Any]) -> tuple[Any, ...]:

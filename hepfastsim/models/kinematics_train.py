@@ -39,6 +39,7 @@ from hepfastsim.models.kinematics_flow import (
     Scaler,
     area_inputs,
     build_model,
+    decode_matched,
     extend_context,
     fake_context,
     fake_targets,
@@ -50,9 +51,12 @@ from hepfastsim.models.kinematics_flow import (
     n_parameters,
     nearest_neighbour_dr,
 )
+from hepfastsim.evaluation.metrics import DEFAULT_ETA_EDGES, DEFAULT_PT_EDGES
+from hepfastsim.models.kinematics_calibration import fit_response_calibration
 from hepfastsim.models.moving_average import check_decay, moving_average
 
 __all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "balance_weights", "calibrate_fake_flow",
+           "calibrate_response",
            "load_training_data", "train_kinematics"]
 
 #: The networks of the model, in training order (attribute names of the torch module).
@@ -600,6 +604,8 @@ def train_kinematics(
         # a calibration fitted to the unmatched-jet flow holds only for those weights and that map
         # (refitted maps and fresh networks are among those trained)
         fake_flow_calibration=None if init is None or "fake_flow" in config.networks else init.fake_flow_calibration,
+        # likewise the response calibration holds only for the matched flow's weights
+        response_calibration=None if init is None or "flow" in config.networks else init.response_calibration,
     )
 
 
@@ -646,3 +652,43 @@ def calibrate_fake_flow(model: LoadedModel, data: TrainingData, *, draws: int = 
               "seed": seed, "files": data.files}
     metadata = {**model.metadata, "fake_flow_calibration": record}
     return replace(model, fake_target_scaler=target, fake_flow_calibration=QuantileScaler.fit(gauss), metadata=metadata)
+
+
+def calibrate_response(
+    model: LoadedModel,
+    data: TrainingData,
+    *,
+    draws: int = 4,
+    seed: int = 0,
+    pt_edges: Sequence[float] = DEFAULT_PT_EDGES,
+    eta_edges: Sequence[float] = DEFAULT_ETA_EDGES,
+    min_jets: int = 1000,
+) -> LoadedModel:
+    """``model`` with a residual correction of its matched jets' pT response (median and half
+    16-84% width) per gen pT x |eta| bin, fitted on the matched jets of ``data`` and on
+    ``draws`` of the matched flow's samples for each of their gen jets
+    (:mod:`hepfastsim.models.kinematics_calibration`; any earlier one is replaced). Bins with
+    fewer than ``min_jets`` jets are left as they are."""
+    if draws < 1:
+        raise HepfastsimError(f"draws must be at least 1, got {draws}")
+    if int(data.matched.sum()) < min_jets:
+        raise HepfastsimError(f"calibrating the jet response needs at least {min_jets} matched jets, "
+                              f"the data have {int(data.matched.sum())}")
+    g = data.context[data.matched_context_rows]
+    gen_pt, gen_eta = np.exp(g[:, CONTEXT_NAMES.index("log_pt")]), g[:, CONTEXT_NAMES.index("eta")]
+    rho = g[:, CONTEXT_NAMES.index("rho")]
+    zeros = np.zeros(len(g))
+    reference = decode_matched(data.targets, gen_pt, gen_eta, zeros, zeros, rho)["pt"]
+    rows = np.tile(np.arange(len(g)), draws)
+    rng = np.random.default_rng(seed)
+    gauss = flow_inverse(model.module.flow, model.context_scaler.forward(g[rows][:, model.arch.context_columns]),
+                         rng.standard_normal((len(rows), len(model.target_scaler.knots_x))))
+    drawn = decode_matched(model.target_scaler.inverse(gauss), gen_pt[rows], gen_eta[rows], zeros[rows], zeros[rows],
+                           rho[rows])["pt"]
+    record = {"draws": draws, "seed": seed}
+    calibration = fit_response_calibration(
+        {"gen_pt": gen_pt[rows], "gen_eta": gen_eta[rows], "pt": drawn},
+        {"gen_pt": gen_pt, "gen_eta": gen_eta, "pt": reference}, pt_edges, eta_edges, min_jets=min_jets, record=record)
+    summary = {**{k: v for k, v in calibration.record.items() if k != "bins"}, "files": data.files}
+    return replace(model, response_calibration=calibration,
+                   metadata={**model.metadata, "response_calibration": summary})

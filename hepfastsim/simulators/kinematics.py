@@ -8,7 +8,9 @@ Per event:
    ``normals(domain=DOMAIN_FLOW)`` through the inverse of the conditional spline flow; with an
    area network (models trained since it exists) the area is then drawn by inverse CDF of its
    categorical distribution over the area lattice given the context and the flow's first four
-   outputs, from one ``uniforms(domain=DOMAIN_AREA)`` per jet;
+   outputs, from one ``uniforms(domain=DOMAIN_AREA)`` per jet; a model with a response
+   calibration (``calibrate_response``) then corrects the pT response's median and width per
+   gen pT x |eta| bin;
 3. the number of unmatched (pileup and fake) jets is drawn by inverse CDF of the learned
    categorical distribution given (nPU, rho, number of gen jets), from one uniform per
    event; their kinematics come from the second flow (through its output calibration when
@@ -194,6 +196,8 @@ class KinematicsSimulator(LearnedSimulator):
         y_gauss = flow_inverse(m.module.flow, kept_ctx, z)
         matched = decode_matched(m.target_scaler.inverse(y_gauss), pt[kept], eta[kept], phi[kept], mass[kept],
                                  rho[event_of_jet[kept]])
+        if m.response_calibration is not None:
+            matched["pt"] = m.response_calibration.apply(pt[kept], eta[kept], matched["pt"])
         if m.arch.area_values > 0:
             u_a = uniforms(events.keys, offsets, 1, domain=DOMAIN_AREA)[kept, 0]
             values = np.asarray(m.area_lattice[2], np.float64)

@@ -633,3 +633,60 @@ def test_balance_weights_favour_rare_cells_and_reach_the_flow(paired_file: Path,
     assert meta["training"]["config"]["balance_max_weight"] == 5.0
     assert main(["train", "kinematics", "--data", str(paired_file), "--out", str(tmp_path / "bad"), "--quiet",
                  "--init", str(tiny_model), "--balance-max-weight", "0.5"]) == 1
+
+
+def test_response_calibration_gives_the_data_resolution(tiny_model: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """calibrate_response on toy files with a 20% Gaussian response: the (barely trained)
+    model's matched jets then have the data's response resolution per bin on fresh events of
+    the same kind, where before they did not. It is saved with the model, used by simulate
+    (matched pT only), kept by training other networks and dropped by training the matched
+    flow; the CLI runs it alone with --networks none."""
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.evaluation.metrics import response_table
+    from hepfastsim.models.kinematics_train import calibrate_response
+
+    edges = {"pt_edges": (10.0, 60.0, 1e4), "eta_edges": (0.0, 2.5, 5.0)}
+    init = load_model(tiny_model)
+    cal_file = write_paired(tmp_path / "wide.root", 1500, seed=11, resolution=0.2)
+    data = load_training_data([str(cal_file)], holdout_fraction=0.2)
+    cal = calibrate_response(init, data, draws=8, seed=1, min_jets=300, **edges)
+    assert all("scale" in b for b in cal.response_calibration.record["bins"])
+    save_model(cal, tmp_path / "cal")
+    assert load_model(tmp_path / "cal").response_calibration == cal.response_calibration
+
+    fresh = make_paired_events(3000, seed=21, resolution=0.2)
+    events = GenEvents.from_branches(fresh, event_keys(3, 0, np.arange(3000)))
+
+    def table(pt: ak.Array, gen_idx: ak.Array) -> list:  # noqa: ANN001
+        gen = events.jets[gen_idx[gen_idx >= 0]]
+        return response_table(ak.flatten(gen.pt), ak.flatten(gen.eta), ak.flatten(pt[gen_idx >= 0]),
+                              edges["pt_edges"], edges["eta_edges"], n_bootstrap=2)
+
+    ref = table(fresh["Jet_pt"], fresh["Jet_genJetIdx"])
+    a = KinematicsSimulator(weights=tiny_model).simulate(events)
+    b = KinematicsSimulator(weights=tmp_path / "cal").simulate(events)
+    raw, after = table(a.pt, a.genJetIdx), table(b.pt, b.genJetIdx)
+    for r, x, y in zip(ref, raw, after):
+        assert abs(y.resolution / r.resolution - 1) < 0.1 and abs(y.median / r.median - 1) < 0.03, (r, y)
+    assert max(abs(x.resolution / r.resolution - 1) for r, x in zip(ref, raw)) > 0.3
+    # only the matched jets' pT moves
+    assert ak.all(ak.num(a) == ak.num(b)) and ak.all(ak.sort(a.eta[a.genJetIdx < 0]) == ak.sort(b.eta[b.genJetIdx < 0]))
+    assert ak.all(ak.sort(a.mass[a.genJetIdx >= 0]) == ak.sort(b.mass[b.genJetIdx >= 0]))
+    # training other networks keeps it; training the matched flow drops it
+    cfg = dict(epochs=1, batch_size=256, learning_rate=0.0)
+    assert train_kinematics(data, TrainConfig(networks=("efficiency",), **cfg), init=cal).response_calibration \
+        == cal.response_calibration
+    assert train_kinematics(data, TrainConfig(networks=("flow",), **cfg), init=cal).response_calibration is None
+    with pytest.raises(HepfastsimError, match="1000 matched jets"):
+        calibrate_response(init, load_training_data([str(write_paired(tmp_path / "few.root", 50))]))
+    # CLI: calibration alone, recorded in the chain of commands
+    out, validated = tmp_path / "cli_cal", tmp_path / "validated"
+    save_model(dataclasses.replace(init, metadata={**init.metadata, "validation": {"held-out": {}}}), validated)
+    assert main(["train", "kinematics", "--data", str(cal_file), "--out", str(out), "--init", str(validated),
+                 "--networks", "none", "--calibrate-response"]) == 0
+    assert "jet response: no bin with enough jets" in capsys.readouterr().out  # toy files: < 1000 jets per bin
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert "response_calibration" in meta["scalers"] and meta["response_calibration"]["draws"] == 4
+    assert meta["retrain_commands"][-1].endswith("--networks none --calibrate-response")
+    assert "validation" not in meta  # those of the uncalibrated model no longer apply
