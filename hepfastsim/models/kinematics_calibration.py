@@ -44,14 +44,16 @@ class ResponseCalibration:
 
     def __post_init__(self) -> None:
         n = (len(self.pt_edges) - 1) * (len(self.eta_edges) - 1)
-        if min(len(self.pt_edges), len(self.eta_edges)) < 2 or not (len(self.pivot) == len(self.shift) == len(self.scale) == n):
+        sizes = {len(self.pivot), len(self.shift), len(self.scale)}
+        if min(len(self.pt_edges), len(self.eta_edges)) < 2 or sizes != {n}:
             raise ValueError(f"response calibration: {len(self.pt_edges)} pT and {len(self.eta_edges)} |eta| edges "
                              f"({n} bins) but {len(self.pivot)} / {len(self.shift)} / {len(self.scale)} values")
 
     def bin_index(self, gen_pt: np.ndarray, gen_eta: np.ndarray) -> np.ndarray:
         """Bin of each gen jet (pT in GeV, eta), (n,) int64."""
-        i = np.clip(np.searchsorted(np.asarray(self.eta_edges), np.abs(gen_eta), side="right") - 1, 0, len(self.eta_edges) - 2)
-        j = np.clip(np.searchsorted(np.asarray(self.pt_edges), gen_pt, side="right") - 1, 0, len(self.pt_edges) - 2)
+        i = np.searchsorted(np.asarray(self.eta_edges), np.abs(gen_eta), side="right") - 1
+        j = np.searchsorted(np.asarray(self.pt_edges), gen_pt, side="right") - 1
+        i, j = np.clip(i, 0, len(self.eta_edges) - 2), np.clip(j, 0, len(self.pt_edges) - 2)
         return (i * (len(self.pt_edges) - 1) + j).astype(np.int64)
 
     def apply(self, gen_pt: np.ndarray, gen_eta: np.ndarray, pt: np.ndarray) -> np.ndarray:
@@ -142,4 +144,3 @@ def fit_response_calibration(
     rec = {"reference_jets": int(len(rr)), "model_jets": int(len(mr)), "min_jets": min_jets, **(record or {}),
            "bins": bins}
     return ResponseCalibration(shell.pt_edges, shell.eta_edges, tuple(pivot), tuple(shift), tuple(scale), rec)
-

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.errors import HepfastsimError
+from hepfastsim.evaluation.metrics import DEFAULT_ETA_EDGES, DEFAULT_PT_EDGES
 from hepfastsim.io.nanoaod import (
     GENJET_KINEMATICS,
     PILEUP_BRANCH,
@@ -30,6 +31,7 @@ from hepfastsim.io.nanoaod import (
     open_tree,
 )
 from hepfastsim.jets.origin import singlet_daughter
+from hepfastsim.models.kinematics_calibration import fit_response_calibration
 from hepfastsim.models.kinematics_flow import (
     ARCH_DEFAULTS,
     CONTEXT_NAMES,
@@ -51,13 +53,10 @@ from hepfastsim.models.kinematics_flow import (
     n_parameters,
     nearest_neighbour_dr,
 )
-from hepfastsim.evaluation.metrics import DEFAULT_ETA_EDGES, DEFAULT_PT_EDGES
-from hepfastsim.models.kinematics_calibration import fit_response_calibration
 from hepfastsim.models.moving_average import check_decay, moving_average
 
 __all__ = ["NETWORKS", "RECO_BRANCHES", "TrainConfig", "TrainingData", "balance_weights", "calibrate_fake_flow",
-           "calibrate_response",
-           "load_training_data", "train_kinematics"]
+           "calibrate_response", "load_training_data", "train_kinematics"]
 
 #: The networks of the model, in training order (attribute names of the torch module).
 NETWORKS: tuple[str, ...] = ("flow", "efficiency", "fake_count", "fake_flow", "area")

@@ -160,6 +160,14 @@ def test_bad_weights_raise_model_error(tmp_path: Path, tiny_model: Path) -> None
     bad.with_suffix(".safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="cannot load kinematics model weights"):
         load_model(bad)
+    broken = tmp_path / "broken_calibration"
+    doc = json.loads(tiny_model.with_suffix(".json").read_text())
+    doc["scalers"]["response_calibration"] = {"pt_edges": [20, 30], "eta_edges": [0, 5], "pivot": [0, 0], "shift": [0],
+                                              "scale": [1]}
+    broken.with_suffix(".json").write_text(json.dumps(doc))
+    broken.with_suffix(".safetensors").write_bytes(tiny_model.with_suffix(".safetensors").read_bytes())
+    with pytest.raises(ModelError, match="unreadable 'response_calibration'"):
+        load_model(broken)
 
 
 def _gen_events(n: int, seed: int = 5) -> GenEvents:
