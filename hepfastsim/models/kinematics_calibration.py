@@ -52,17 +52,13 @@ class ResponseCalibration:
 
     def bin_index(self, gen_pt: np.ndarray, gen_eta: np.ndarray) -> np.ndarray:
         """Bin of each gen jet (pT in GeV, eta), (n,) int64."""
-        i = np.searchsorted(np.asarray(self.eta_edges), np.abs(gen_eta), side="right") - 1
-        j = np.searchsorted(np.asarray(self.pt_edges), gen_pt, side="right") - 1
-        i, j = np.clip(i, 0, len(self.eta_edges) - 2), np.clip(j, 0, len(self.pt_edges) - 2)
-        return (i * (len(self.pt_edges) - 1) + j).astype(np.int64)
+        return _bin_index(self.pt_edges, self.eta_edges, gen_pt, gen_eta)
 
     def apply(self, gen_pt: np.ndarray, gen_eta: np.ndarray, pt: np.ndarray) -> np.ndarray:
         """Calibrated reco pT (GeV, float64, shape of ``pt``) of jets of gen pT ``gen_pt`` (GeV) and
         gen eta ``gen_eta``; rows without a positive, finite pT and gen pT keep their pT."""
         gen_pt, gen_eta, pt = (np.asarray(a, np.float64) for a in (gen_pt, gen_eta, pt))
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(gen_pt) & np.isfinite(gen_eta) & np.isfinite(pt) & (gen_pt > 0) & (pt > 0)
+        ok = _valid(gen_pt, gen_eta, pt)
         out = pt.copy()
         b = self.bin_index(gen_pt[ok], gen_eta[ok])
         pivot, shift, scale = (np.asarray(v, np.float64)[b] for v in (self.pivot, self.shift, self.scale))
@@ -81,20 +77,34 @@ class ResponseCalibration:
                    dict(d.get("record", {})))
 
 
+def _bin_index(pt_edges: Sequence[float], eta_edges: Sequence[float], gen_pt: np.ndarray,
+               gen_eta: np.ndarray) -> np.ndarray:
+    """|eta|-major bin of each gen jet; values beyond the outer edges go to the end bins."""
+    i = np.searchsorted(np.asarray(eta_edges), np.abs(gen_eta), side="right") - 1
+    j = np.searchsorted(np.asarray(pt_edges), gen_pt, side="right") - 1
+    i, j = np.clip(i, 0, len(eta_edges) - 2), np.clip(j, 0, len(pt_edges) - 2)
+    return (i * (len(pt_edges) - 1) + j).astype(np.int64)
+
+
+def _valid(gen_pt: np.ndarray, gen_eta: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    """Jets the calibration applies to: finite gen pT, gen eta and pT, both pTs positive."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(gen_pt) & np.isfinite(gen_eta) & np.isfinite(pt) & (gen_pt > 0) & (pt > 0)
+
+
 def _half_width(q16: float, q84: float, pivot: float, s: float) -> float:
     """Half 16-84% interval of r' = exp(pivot + s (ln r - pivot)) given ln r's 16/84% quantiles."""
     return 0.5 * (np.exp(pivot + s * (q84 - pivot)) - np.exp(pivot + s * (q16 - pivot)))
 
 
 def _solve_scale(q16: float, q84: float, pivot: float, target: float, lo: float = 0.2, hi: float = 5.0) -> float:
-    """The s with _half_width(...) = target (increasing in s: q16 < pivot < q84), by bisection."""
+    """The s with _half_width(...) = target (increasing in s: q16 < pivot < q84), by Brent's method."""
+    from scipy.optimize import brentq
+
     if not _half_width(q16, q84, pivot, lo) <= target <= _half_width(q16, q84, pivot, hi):
         raise HepfastsimError(f"response calibration: no width factor in [{lo}, {hi}] reaches the reference's "
                               f"half 16-84% interval {target:.4g}")
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if _half_width(q16, q84, pivot, mid) < target else (lo, mid)
-    return 0.5 * (lo + hi)
+    return float(brentq(lambda s: _half_width(q16, q84, pivot, s) - target, lo, hi, xtol=1e-12))
 
 
 def fit_response_calibration(
@@ -111,20 +121,17 @@ def fit_response_calibration(
     (several per gen jet lower their noise). A bin is corrected when it holds ``min_jets`` jets
     on each side; the others are left as they are (``record["bins"]`` lists every bin)."""
     n = (len(pt_edges) - 1) * (len(eta_edges) - 1)
-    shell = ResponseCalibration(tuple(map(float, pt_edges)), tuple(map(float, eta_edges)), (0.0,) * n, (0.0,) * n,
-                                (1.0,) * n)
 
     def log_response(jets: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         gen_pt, gen_eta, pt = (np.asarray(jets[k], np.float64) for k in ("gen_pt", "gen_eta", "pt"))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ok = np.isfinite(gen_pt) & np.isfinite(gen_eta) & np.isfinite(pt) & (gen_pt > 0) & (pt > 0)
-        return shell.bin_index(gen_pt[ok], gen_eta[ok]), np.log(pt[ok] / gen_pt[ok])
+        ok = _valid(gen_pt, gen_eta, pt)
+        return _bin_index(pt_edges, eta_edges, gen_pt[ok], gen_eta[ok]), np.log(pt[ok] / gen_pt[ok])
 
     rb, rr = log_response(reference_jets)
     mb, mr = log_response(model_jets)
     if len(rr) == 0 or len(mr) == 0:
         raise HepfastsimError(f"response calibration: {len(rr)} reference and {len(mr)} model jets with a positive pT")
-    pivot, shift, scale = list(shell.pivot), list(shell.shift), list(shell.scale)
+    pivot, shift, scale = [0.0] * n, [0.0] * n, [1.0] * n
     bins = []
     n_pt = len(pt_edges) - 1
     for k in range(len(pivot)):
@@ -144,4 +151,5 @@ def fit_response_calibration(
         bins.append(entry)
     rec = {"reference_jets": int(len(rr)), "model_jets": int(len(mr)), "min_jets": min_jets, **(record or {}),
            "bins": bins}
-    return ResponseCalibration(shell.pt_edges, shell.eta_edges, tuple(pivot), tuple(shift), tuple(scale), rec)
+    return ResponseCalibration(tuple(map(float, pt_edges)), tuple(map(float, eta_edges)), tuple(pivot), tuple(shift),
+                               tuple(scale), rec)
