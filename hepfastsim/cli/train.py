@@ -69,6 +69,11 @@ def retrain_chain(init_metadata: dict | None, command: str) -> list[str]:
     return [c for c in earlier if c] + [command]
 
 
+def without_validations(metadata: dict) -> dict:
+    """``metadata`` less its recorded validations, which describe the model before a calibration."""
+    return {k: v for k, v in metadata.items() if k != "validation"}
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from hepfastsim.models.kinematics_train import NETWORKS
 
@@ -240,8 +245,7 @@ def run_kinematics(args: argparse.Namespace) -> int:
         if args.calibrate_response:
             task = progress.add_task("calibrating the jet response", total=1, info="")
             model = calibrate_response(model, data, seed=args.seed)
-            # validations recorded in the metadata describe the uncalibrated jets
-            model = replace(model, metadata={k: v for k, v in model.metadata.items() if k != "validation"})
+            model = replace(model, metadata=without_validations(model.metadata))
             progress.update(task, completed=1)
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain of commands that made these weights

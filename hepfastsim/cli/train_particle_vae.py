@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hepfastsim.cli.train import add_common_options, prepare_output, retrain_chain
+from hepfastsim.cli.train import add_common_options, prepare_output, retrain_chain, without_validations
 
 __all__ = ["add_kind"]
 
@@ -191,9 +191,7 @@ def run(args: argparse.Namespace) -> int:
             calibration = fit_mass_calibration_on_files(model, args.data, seed=args.seed, tree=args.tree,
                                                         max_events=args.max_events, bins=tuple(args.calibration_bins),
                                                         on_progress=on_calibrate)
-            # validations recorded in the metadata describe the uncalibrated jets
-            model = replace(model, mass_calibration=calibration,
-                            metadata={k: v for k, v in model.metadata.items() if k != "validation"})
+            model = replace(model, mass_calibration=calibration, metadata=without_validations(model.metadata))
     model.metadata["retrain_command"] = retrain_command(args)
     if init is not None:  # the whole chain, oldest first: running it in order rebuilds these weights
         model.metadata["retrain_commands"] = retrain_chain(init.metadata, model.metadata["retrain_command"])
