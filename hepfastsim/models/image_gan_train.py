@@ -163,8 +163,11 @@ def extract_pairs(arrays: dict[str, Any], event_ids: np.ndarray) -> ImagePairs:
     ok = (idx >= 0) & (idx < n_gen[ev_reco])
     g_flat = ak.flatten(gen)
     g_global = gen_off[ev_reco] + np.where(ok, idx, 0)
-    gpt = ak.to_numpy(g_flat.pt).astype(np.float64)[g_global]
-    geta = ak.to_numpy(g_flat.eta).astype(np.float64)[g_global]
+    # looked up for matched jets only: an unmatched jet in an event without gen jets (the
+    # last event of a chunk, say) has no gen row to point at
+    gpt, geta = np.zeros(len(idx)), np.zeros(len(idx))
+    gpt[ok] = ak.to_numpy(g_flat.pt).astype(np.float64)[g_global[ok]]
+    geta[ok] = ak.to_numpy(g_flat.eta).astype(np.float64)[g_global[ok]]
     ok &= (gpt > MIN_GEN_PT) & (np.abs(geta) < MAX_ABS_ETA)
     sel_reco = np.flatnonzero(ok)
     sel_gen = g_global[sel_reco]

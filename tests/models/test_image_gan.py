@@ -29,6 +29,7 @@ from hepfastsim.models.image_gan_train import (
     SCORE_OBSERVABLES,
     TrainConfig,
     build_pairs,
+    extract_pairs,
     generator_losses,
     train_image_gan,
 )
@@ -107,6 +108,24 @@ def test_sparse_images_round_trip(pairs: ImagePairs, tmp_path: Path) -> None:
     back = ImagePairs.load(tmp_path / "p.npz")
     assert np.array_equal(back.reco.dense(), dense) and np.array_equal(back.gen_jet_index, pairs.gen_jet_index)
     assert np.all(pairs.cond[:, 0] > 20) and np.all(np.abs(pairs.cond[:, 1]) < 2.5)
+
+
+def test_pairs_of_a_chunk_ending_in_an_event_without_gen_jets(example_arrays: dict) -> None:
+    """An unmatched reco jet (genJetIdx -1) in the chunk's last event, which has no gen jets,
+    has no gen row to point at: it is skipped, not an IndexError (seen on QCD part 20)."""
+    n = 5
+    chunk = {k: v[:n] for k, v in example_arrays.items()}
+    for k, v in chunk.items():
+        if k.startswith(("GenJet_", "GenJetCands_")):
+            chunk[k] = ak.concatenate([v[:-1], v[-1:][:, :0]])
+    chunk["nGenJet"] = np.concatenate([np.asarray(chunk["nGenJet"][:-1]), [0]]).astype(np.asarray(chunk["nGenJet"]).dtype)
+    chunk["Jet_genJetIdx"] = ak.concatenate([chunk["Jet_genJetIdx"][:-1], ak.full_like(chunk["Jet_genJetIdx"][-1:], -1)])
+    assert ak.num(chunk["Jet_pt"])[-1] > 0
+    got = extract_pairs(chunk, np.arange(n))
+    without_last = extract_pairs({k: v[: n - 1] for k, v in example_arrays.items()}, np.arange(n - 1))
+    assert len(got) == len(without_last) > 0
+    assert np.array_equal(got.reco.dense(), without_last.reco.dense())
+    assert np.array_equal(got.cond, without_last.cond)
 
 
 def test_training_steps_reduce_the_loss(pairs: ImagePairs) -> None:
