@@ -92,7 +92,9 @@ def main() -> int:
     x = pixelise(sel_cands, axis, SEED000_DETECTOR).astype(np.float32)
     sel_counts = np.bincount(ev_of_jet[sel], minlength=stop)
     sel_offsets = np.concatenate([[0], np.cumsum(sel_counts)])
-    g0, g1 = model.soft_outputs(x[:256], cond[:256])
+    k_noise = model.config.noise_channels  # a generator with noise maps (0 for the paper's)
+    noise_rows = np.random.default_rng(0).standard_normal((256, k_noise, 32, 32), dtype=np.float32) if k_noise else None
+    g0, g1 = model.soft_outputs(x[:256], cond[:256], noise_rows)
 
     res: dict[str, object] = {"input": args.input, "events": stop, "gen_jets": len(pt), "jets_in_domain": n_jets,
                               "threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),
@@ -111,7 +113,8 @@ def main() -> int:
                 xx = torch.from_numpy(x[s:s + bs])[:, None]
                 if channels_last:
                     xx = xx.contiguous(memory_format=torch.channels_last)
-                net(xx, condition_features(cond[s:s + bs]))
+                extra = (torch.randn(len(xx), k_noise, 32, 32),) if k_noise else ()
+                net(xx, condition_features(cond[s:s + bs]), *extra)
 
     generated = generate_images(model, x, cond, events.keys, sel_counts).astype(np.float64)
     stages = {
@@ -143,8 +146,9 @@ def main() -> int:
     print(f"  channels-last:            {n_jets / dt:10,.0f} jets/s")
     model.generator.to(memory_format=torch.contiguous_format)
     with torch.inference_mode():
-        traced = torch.jit.freeze(torch.jit.trace(model.generator.eval(), (torch.from_numpy(x[:256])[:, None],
-                                                                           condition_features(cond[:256]))))
+        example = (torch.from_numpy(x[:256])[:, None], condition_features(cond[:256]),
+                   *((torch.from_numpy(noise_rows),) if k_noise else ()))
+        traced = torch.jit.freeze(torch.jit.trace(model.generator.eval(), example))
     dt = best_of(lambda: gen_all(256, traced), args.repeat)
     res["generator_variants"]["jit_trace_freeze"] = n_jets / dt
     print(f"  TorchScript trace+freeze: {n_jets / dt:10,.0f} jets/s")

@@ -55,6 +55,10 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda, cuda:1, ...)")
     k.add_argument("--max-events", type=int, default=None, help="at most this many events per file")
     k.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training")
+    k.add_argument("--noise-channels", type=int, default=None, metavar="K",
+                   help="standard-normal noise maps given to the generator beside the gen image (default: those of "
+                        "--init, else 0, the paper's generator); continuing a generator with fewer starts them at "
+                        "zero weight")
     k.add_argument("--init", metavar="MODEL", default=None,
                    help="continue from MODEL (generator; discriminators from MODEL.discriminators.safetensors if present)")
     add_common_options(k)
@@ -64,7 +68,7 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def retrain_command(args: argparse.Namespace) -> str:
     parts = ["hepfastsim", "train", "image-gan", "--data", *args.data, "--out", args.out]
-    for flag in ("cache", "init", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
+    for flag in ("cache", "init", "noise_channels", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
                  "eval_every", "eval_jets", "ema", "device", "max_events", "max_minutes", "seed", "threads"):
         value = getattr(args, flag)
         if value is not None:
@@ -118,16 +122,24 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from hepfastsim.errors import HepfastsimError
-    from hepfastsim.models.image_gan import n_parameters, save_generator
+    from hepfastsim.models.image_gan import ImageGANConfig, n_parameters, save_generator
     from hepfastsim.models.image_gan_train import ImagePairs, TrainConfig, training_device, build_pairs, train_image_gan
     from safetensors.torch import save_file
 
     if args.epochs <= 0:
         raise HepfastsimError(f"--epochs must be positive, got {args.epochs}")
+    if args.noise_channels is not None and args.noise_channels < 0:
+        raise HepfastsimError(f"--noise-channels must be >= 0, got {args.noise_channels}")
     if args.eval_jets <= 0:
         raise HepfastsimError(f"--eval-jets must be positive, got {args.eval_jets}")
     training_device(args.device)  # before reading anything: a missing GPU fails fast
     score_observables = _score_observables(args.score_observables)
+    init, init_metadata = _init_states(args.init) if args.init else (None, None)
+    init_noise = (init_metadata or {}).get("architecture", {}).get("noise_channels", 0)
+    noise_channels = init_noise if args.noise_channels is None else args.noise_channels
+    if noise_channels < init_noise:
+        raise HepfastsimError(f"--noise-channels {noise_channels}: --init {args.init} already has {init_noise}")
+    arch = ImageGANConfig(noise_channels=noise_channels)
     base = prepare_output(args.out, args.overwrite, args.threads)
     config = TrainConfig(
         batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
@@ -164,8 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 console.log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
             progress.update(task, total=n_steps, completed=step, info=info)
 
-        init, init_metadata = _init_states(args.init) if args.init else (None, None)
-        generator, report = train_image_gan(pairs, config, on_step=on_step, init=init)
+        generator, report = train_image_gan(pairs, config, arch=arch, on_step=on_step, init=init)
     discriminators = report.pop("discriminators")
     report["seconds_total"] = round(time.perf_counter() - start, 1)
     metadata = {

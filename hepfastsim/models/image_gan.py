@@ -25,6 +25,11 @@ Deviation from the paper, kept small: the gen pT enters the conditions as ln(pT 
 (the batch norm then sees a spread of a few units instead of 20-3000 GeV); dropout is off at
 inference (the paper injects noise only through the mask sampling).
 
+Option beyond the paper (off in the shipped generator): ``noise_channels`` standard-normal
+32 x 32 maps beside the gen image, a source of noise correlated across pixels, which the
+independent per-pixel mask cannot give (continued from a generator without them by
+:func:`widen_input`: zero weights, so training starts from exactly that generator).
+
 Weights are stored as safetensors (no pickle; convolution weights in float16 to keep the
 file small, batch-norm statistics in float32) with a JSON metadata file next to them.
 """
@@ -48,6 +53,7 @@ __all__ = [
     "TotalDiscriminator",
     "condition_features",
     "sample_hard_mask",
+    "widen_input",
     "LoadedImageGAN",
     "save_generator",
     "load_generator",
@@ -61,15 +67,20 @@ IMAGE_SIZE = 32
 @dataclass(frozen=True)
 class ImageGANConfig:
     """Architecture: ``base_filters`` in the first encoding layer, doubling ``depth`` times;
-    ``dropout`` probability in the first two decoding layers; discriminator widths."""
+    ``dropout`` probability in the first two decoding layers; discriminator widths;
+    ``noise_channels`` standard-normal 32 x 32 noise maps given to the generator beside the
+    gen image (0: the paper's generator, whose only noise is the mask sampling)."""
 
     base_filters: int = 16
     depth: int = 5
     dropout: float = 0.5
     disc_filters: tuple[int, ...] = (16, 32, 32, 64)
     total_widths: tuple[int, ...] = (64, 64, 32, 16)
+    noise_channels: int = 0
 
     def __post_init__(self) -> None:
+        if self.noise_channels < 0:
+            raise ValueError(f"expected noise_channels >= 0, got {self.noise_channels}")
         if IMAGE_SIZE >> self.depth < 1:
             raise ValueError(f"expected depth <= 5 for 32 x 32 images, got {self.depth}")
         if len(self.disc_filters) != 4:
@@ -89,8 +100,10 @@ def _lrelu() -> nn.Module:
 
 
 class UNetGenerator(nn.Module):
-    """x ``(n, 1, 32, 32)``, c ``(n, 4)`` (from :func:`condition_features`) -> ``(G0, G1)``,
-    each ``(n, 1, 32, 32)``: pixel intensity (>= 0) and soft mask (probability in (0, 1))."""
+    """x ``(n, 1, 32, 32)``, c ``(n, 4)`` (from :func:`condition_features`) and, when
+    ``config.noise_channels`` > 0, standard-normal ``noise (n, noise_channels, 32, 32)`` ->
+    ``(G0, G1)``, each ``(n, 1, 32, 32)``: pixel intensity (>= 0) and soft mask (probability
+    in (0, 1))."""
 
     def __init__(self, config: ImageGANConfig = ImageGANConfig()) -> None:
         super().__init__()
@@ -98,7 +111,7 @@ class UNetGenerator(nn.Module):
         widths = [config.base_filters * 2**i for i in range(config.depth)]
         self.input_norm = nn.BatchNorm2d(1)
         self.encoders = nn.ModuleList()
-        cin = 1
+        cin = 1 + config.noise_channels
         for w in widths:
             self.encoders.append(nn.Sequential(nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), _lrelu()))
             cin = w
@@ -122,8 +135,15 @@ class UNetGenerator(nn.Module):
             self.decoders[-1][0].weight.mul_(0.05)
             self.decoders[-1][0].bias.copy_(torch.tensor([0.0, -4.0]))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.input_norm(x)
+        k = self.config.noise_channels
+        if k:
+            if noise is None or noise.shape != (x.shape[0], k, *x.shape[2:]):
+                got = None if noise is None else tuple(noise.shape)
+                raise ValueError(f"expected noise of shape {(x.shape[0], k, *x.shape[2:])}, got {got}")
+            h = torch.cat([h, noise], dim=1)
         skips = []
         for enc in self.encoders:
             h = enc(h)
@@ -193,6 +213,20 @@ class TotalDiscriminator(nn.Module):
         return torch.sigmoid(self.logits(total, c))
 
 
+def widen_input(state: dict[str, torch.Tensor], noise_channels: int) -> dict[str, torch.Tensor]:
+    """A generator state dict with ``noise_channels`` zero input weights added to the first
+    convolution: a generator trained without noise channels, continued with them, starts as
+    exactly itself (the noise is ignored until training gives it weight)."""
+    name = "encoders.0.0.weight"
+    w = state[name]
+    missing = 1 + noise_channels - w.shape[1]
+    if missing < 0:
+        raise ValueError(f"expected a first convolution with at most {1 + noise_channels} inputs, got {w.shape[1]}")
+    if missing == 0:
+        return state
+    return {**state, name: torch.cat([w, torch.zeros(w.shape[0], missing, *w.shape[2:], dtype=w.dtype)], dim=1)}
+
+
 def n_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -205,12 +239,15 @@ class LoadedImageGAN:
     config: ImageGANConfig
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def soft_outputs(self, x: np.ndarray, cond: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(G0, G1)`` as float32 arrays ``(n, 32, 32)`` for images ``x`` ``(n, 32, 32)`` and raw
-        conditions ``(n, 4)``; one torch call (callers batch)."""
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``(G0, G1)`` as float32 arrays ``(n, 32, 32)`` for images ``x`` ``(n, 32, 32)``, raw
+        conditions ``(n, 4)`` and, for a generator with noise channels, standard-normal
+        ``noise (n, noise_channels, 32, 32)``; one torch call (callers batch)."""
         with torch.inference_mode():
+            z = None if noise is None else torch.from_numpy(np.ascontiguousarray(noise, np.float32))
             g0, g1 = self.generator(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
-                                    condition_features(cond))
+                                    condition_features(cond), z)
         return g0[:, 0].numpy(), g1[:, 0].numpy()
 
 

@@ -317,8 +317,11 @@ def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int,
     from hepfastsim.jets.observables import image_observables
 
     x, y = pairs.gen.dense(rows), pairs.reco.dense(rows)
-    g0, g1 = model.soft_outputs(x, pairs.cond[rows])
-    z = np.random.default_rng(seed).random(g1.shape, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    k = model.config.noise_channels
+    noise = rng.standard_normal((len(rows), k, *x.shape[1:]), dtype=np.float32) if k else None
+    g0, g1 = model.soft_outputs(x, pairs.cond[rows], noise)
+    z = rng.random(g1.shape, dtype=np.float32)
     img = np.where(z < g1, g0, 0.0)
     ref = image_observables(y.astype(np.float64))
     got = image_observables(img.astype(np.float64))
@@ -359,7 +362,8 @@ def train_image_gan(
     checkpoint score (see :func:`_score`) and a training report (its ``"discriminators"``
     entry holds the final D and D_T state dicts). Held-out jets are a ``holdout_fraction`` of
     whole events. ``init``: state dicts ``{"G": ..., "D": ..., "DT": ...}`` (any subset) to
-    continue a previous training."""
+    continue a previous training (a generator with fewer noise channels than ``arch`` gets
+    zero weights for the new ones, :func:`~hepfastsim.models.image_gan.widen_input`)."""
     import copy
 
     import torch
@@ -371,6 +375,7 @@ def train_image_gan(
         TotalDiscriminator,
         UNetGenerator,
         condition_features,
+        widen_input,
     )
 
     arch = arch or ImageGANConfig()
@@ -385,7 +390,7 @@ def train_image_gan(
     G, D, DT = UNetGenerator(arch), PatchDiscriminator(arch), TotalDiscriminator(arch)
     for name, net in (("G", G), ("D", D), ("DT", DT)):
         if init and name in init:
-            net.load_state_dict(init[name])
+            net.load_state_dict(widen_input(init[name], arch.noise_channels) if name == "G" else init[name])
         net.to(device)
     ema = moving_average(G, config.ema_decay)
     if ema is not None:
@@ -403,7 +408,8 @@ def train_image_gan(
         x = torch.from_numpy(pairs.gen.dense(rows))[:, None].to(device)
         y = torch.from_numpy(pairs.reco.dense(rows))[:, None].to(device)
         c = condition_features(pairs.cond[rows]).to(device)
-        g0, g1 = G(x, c)
+        noise = torch.randn(len(rows), arch.noise_channels, *x.shape[2:], device=device) if arch.noise_channels else None
+        g0, g1 = G(x, c, noise)
         z = torch.rand_like(g1)
         # discriminators
         with torch.no_grad():

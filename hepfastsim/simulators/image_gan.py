@@ -9,7 +9,9 @@ acceptance and the selection the model was trained on, with at least one constit
 2. the U-Net generator gives the pixel intensity ``G0`` and the soft mask ``G1`` from the
    image and (gen pT, eta, phi, nPU); the reco image is ``G0 * 1[u < G1]`` with one uniform
    ``u`` per pixel from :func:`hepfastsim.kernels.rng.uniforms` keyed on the event (the
-   model's only noise, as in the paper), so the output does not depend on the chunking;
+   model's only noise, as in the paper; a generator trained with ``--noise-channels`` also
+   gets standard-normal maps from :func:`~hepfastsim.kernels.rng.normals`, keyed the same
+   way), so the output does not depend on the chunking;
 3. each non-empty pixel becomes a massless pseudo-particle at the pixel centre with
    ``pT = intensity * gen pT`` (the paper's recipe) and the numba observables kernel
    (:func:`hepfastsim.jets.observables.image_observables`) gives the raw jet ``pt``,
@@ -41,7 +43,7 @@ from typing import Any, ClassVar, Literal
 import awkward as ak
 import numpy as np
 
-from hepfastsim.kernels.rng import uniforms
+from hepfastsim.kernels.rng import normals, uniforms
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
 __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
@@ -49,6 +51,7 @@ __all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_imag
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "image_gan"
 WEIGHTS_ENV = "HEPFASTSIM_IMAGE_GAN_WEIGHTS"
 DOMAIN_MASK = 301
+DOMAIN_NOISE = 302
 _BLOCK = 256  # rows of every generator call (padded): bit-identical rows whatever the chunking
 _NOMINAL_AREA = float(np.pi * 0.4**2)
 
@@ -63,10 +66,12 @@ def generate_images(
     """Reco images ``(n, 32, 32)`` float32 from gen images ``(n, 32, 32)`` and conditions ``(n, 4)``.
 
     ``keys`` (one per event) and ``counts`` (jets per event, summing to n) key the per-pixel
-    uniforms of the hard mask: jet ``j`` of an event uses stream block ``j`` of that event.
+    uniforms of the hard mask (and the normal noise maps of a generator with noise channels):
+    jet ``j`` of an event uses stream block ``j`` of that event.
     Generator calls take blocks of events of at most ~``_BLOCK`` jets, padded to ``_BLOCK`` rows.
     """
     n = len(images)
+    k_noise = model.config.noise_channels
     out = np.zeros((n, *images.shape[1:]), np.float32)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ev = 0
@@ -82,18 +87,26 @@ def generate_images(
                 c = np.zeros((_BLOCK, cond.shape[1]), np.float32)
                 c[:, 0] = 100.0  # padding rows: any valid condition
                 x[: e - s], c[: e - s] = images[s:e], cond[s:e]
-                g0, g1 = model.soft_outputs(x, c)
-                out[s:e] = np.where(_uniform_block(keys, offsets, ev, stop, s, e, images.shape[1:]) < g1[: e - s], g0[: e - s], 0.0)
+                noise = None
+                if k_noise:
+                    noise = np.zeros((_BLOCK, k_noise, *images.shape[1:]), np.float32)
+                    noise[: e - s] = _stream_block(normals, DOMAIN_NOISE, keys, offsets, ev, stop, s, e,
+                                                   (k_noise, *images.shape[1:]))
+                g0, g1 = model.soft_outputs(x, c, noise)
+                u = _stream_block(uniforms, DOMAIN_MASK, keys, offsets, ev, stop, s, e, images.shape[1:])
+                out[s:e] = np.where(u < g1[: e - s], g0[: e - s], 0.0)
         ev = stop
     return out
 
 
-def _uniform_block(
-    keys: np.ndarray, offsets: np.ndarray, ev0: int, ev1: int, j0: int, j1: int, shape: tuple[int, ...]
+def _stream_block(
+    draw: Any, domain: int, keys: np.ndarray, offsets: np.ndarray, ev0: int, ev1: int, j0: int, j1: int,
+    shape: tuple[int, ...],
 ) -> np.ndarray:
-    n_pix = int(np.prod(shape))
+    """``draw`` (:func:`uniforms` or :func:`normals`) numbers of ``shape`` per jet for jets
+    ``j0:j1``, which lie in events ``ev0:ev1``, keyed on each event and the jet's index in it."""
     local = offsets[ev0:ev1 + 1] - offsets[ev0]
-    u = uniforms(keys[ev0:ev1], local, n_pix, domain=DOMAIN_MASK)
+    u = draw(keys[ev0:ev1], local, int(np.prod(shape)), domain=domain)
     base = int(offsets[ev0])
     return u[j0 - base:j1 - base].reshape(j1 - j0, *shape).astype(np.float32)
 

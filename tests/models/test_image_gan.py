@@ -21,6 +21,7 @@ from hepfastsim.models.image_gan import (
     load_generator,
     sample_hard_mask,
     save_generator,
+    widen_input,
 )
 from hepfastsim.models.image_gan_train import (
     ImagePairs,
@@ -93,6 +94,46 @@ def test_conditions_change_the_output() -> None:
     with torch.no_grad():
         g0, g1 = g(x, c)
     assert not torch.allclose(g0[0], g0[1]) and not torch.allclose(g1[0], g1[1])
+
+
+def test_noise_channels_need_noise_change_the_output_and_start_at_zero_weight() -> None:
+    torch.manual_seed(3)
+    plain = UNetGenerator().eval()
+    noisy = UNetGenerator(ImageGANConfig(noise_channels=2)).eval()
+    noisy.load_state_dict(widen_input(plain.state_dict(), 2))
+    x, c = torch.rand(4, 1, 32, 32), condition_features(np.array([[80.0, 0.3, -1.0, 25.0]] * 4))
+    n1, n2 = torch.randn(4, 2, 32, 32), torch.randn(4, 2, 32, 32)
+    with torch.no_grad():
+        ref, a, b = plain(x, c), noisy(x, c, n1), noisy(x, c, n2)
+        # widened from a generator without noise: exactly that generator, whatever the noise
+        assert torch.equal(a[0], ref[0]) and torch.equal(b[1], ref[1])
+        noisy.encoders[0][0].weight[:, 1:] = 0.3  # once the noise has weight, it moves the outputs
+        a, b = noisy(x, c, n1), noisy(x, c, n2)
+    assert not torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="noise of shape"):
+        noisy(x, c)
+    with pytest.raises(ValueError, match="noise_channels"):
+        ImageGANConfig(noise_channels=-1)
+    with pytest.raises(ValueError, match="at most 1 inputs"):
+        widen_input(noisy.state_dict(), 0)
+
+
+def test_noisy_generator_output_does_not_depend_on_chunking(example_arrays: dict, tmp_path: Path) -> None:
+    """The noise maps are keyed on the event and the jet's index in it, like the mask."""
+    torch.manual_seed(4)
+    g = UNetGenerator(ImageGANConfig(noise_channels=2)).eval()
+    with torch.no_grad():
+        g.encoders[0][0].weight[:, 1:] = 0.5
+    save_generator(g, tmp_path / "noisy", {"retrain_command": "test"})
+    sim = ImageGANSimulator(weights=tmp_path / "noisy", outside="skip", min_reco_pt=0.0)
+    whole = sim.simulate(_events(example_arrays, 0, 8))
+    split = ak.concatenate([sim.simulate(_events(example_arrays, 0, 3)), sim.simulate(_events(example_arrays, 3, 8))])
+    for f in ("pt", "mass", "tau21", "ring1", "nPixels"):
+        assert np.array_equal(ak.to_numpy(ak.flatten(whole[f])), ak.to_numpy(ak.flatten(split[f])), equal_nan=True), f
+    # and the noise is used: other event keys give other jets from the same gen jets
+    sub = {k: v[0:8] for k, v in example_arrays.items()}
+    other = sim.simulate(GenEvents.from_branches(sub, event_keys(8, 11, np.arange(8)), constituents=True))
+    assert not np.array_equal(ak.to_numpy(ak.flatten(whole.pt)), ak.to_numpy(ak.flatten(other.pt)))
 
 
 def test_sparse_images_round_trip(pairs: ImagePairs, tmp_path: Path) -> None:
@@ -354,10 +395,29 @@ def test_train_cli_records_score_observables_logit_loss_and_ema(tmp_path: Path) 
     assert set(meta["training"]["history"][-1]) >= {f"heldout_{n}" for n in CRITERION_OBSERVABLES}
 
 
+def test_train_cli_adds_noise_channels_to_a_generator_and_keeps_them(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from hepfastsim.cli.main import main
+
+    common = ["train", "image-gan", "--data", str(EXAMPLE), "--epochs", "0.05", "--batch-size", "16",
+              "--eval-every", "1000", "--threads", "1", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--out", str(tmp_path / "b"), "--init", str(tmp_path / "a"), "--noise-channels", "2"]) == 0
+    meta = json.loads((tmp_path / "b.json").read_text())
+    assert meta["architecture"]["noise_channels"] == 2 and "--noise-channels 2" in meta["retrain_command"]
+    assert load_generator(tmp_path / "b").config.noise_channels == 2
+    assert main([*common, "--out", str(tmp_path / "c"), "--init", str(tmp_path / "b")]) == 0  # kept from --init
+    assert load_generator(tmp_path / "c").config.noise_channels == 2
+    code = main([*common, "--out", str(tmp_path / "d"), "--init", str(tmp_path / "b"), "--noise-channels", "1"])
+    assert code != 0 and "already has 2" in capsys.readouterr().err
+    assert not list(tmp_path.glob("d*"))
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (["--score-observables", "ring9"], "unknown ring9"),
     (["--ema", "1.5"], "--ema"),
     (["--eval-jets", "0"], "--eval-jets"),
+    (["--noise-channels", "-1"], "--noise-channels"),
 ])
 def test_train_cli_refuses_bad_training_options(extra: list[str], message: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
