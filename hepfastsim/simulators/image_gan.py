@@ -11,7 +11,11 @@ acceptance and the selection the model was trained on, with at least one constit
    ``u`` per pixel from :func:`hepfastsim.kernels.rng.uniforms` keyed on the event (the
    model's only noise, as in the paper; a generator trained with ``--noise-channels`` also
    gets standard-normal maps from :func:`~hepfastsim.kernels.rng.normals`, keyed the same
-   way), so the output does not depend on the chunking;
+   way), so the output does not depend on the chunking; a model with a total calibration
+   (``train image-gan --calibrate-total``) then rescales each image's total intensity toward
+   its expectation, ``E + spread (S - E)``
+   (:func:`~hepfastsim.models.image_gan.conserve_total`), which gives the reco pT the
+   reference's resolution and keeps the lit pixels;
 3. each non-empty pixel becomes a massless pseudo-particle at the pixel centre with
    ``pT = intensity * gen pT`` (the paper's recipe) and the numba observables kernel
    (:func:`hepfastsim.jets.observables.image_observables`) gives the raw jet ``pt``,
@@ -69,9 +73,13 @@ def generate_images(
     uniforms of the hard mask (and the normal noise maps of a generator with noise channels):
     jet ``j`` of an event uses stream block ``j`` of that event.
     Generator calls take blocks of events of at most ~``_BLOCK`` jets, padded to ``_BLOCK`` rows.
+    A model with a total calibration rescales each image (:func:`~hepfastsim.models.image_gan.conserve_total`).
     """
+    from hepfastsim.models.image_gan import conserve_total
+
     n = len(images)
     k_noise = model.config.noise_channels
+    spread = model.total_spread
     out = np.zeros((n, *images.shape[1:]), np.float32)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ev = 0
@@ -95,6 +103,8 @@ def generate_images(
                 g0, g1 = model.soft_outputs(x, c, noise)
                 u = _stream_block(uniforms, DOMAIN_MASK, keys, offsets, ev, stop, s, e, images.shape[1:])
                 out[s:e] = np.where(u < g1[: e - s], g0[: e - s], 0.0)
+                if spread is not None:
+                    out[s:e] = conserve_total(out[s:e], (g0[: e - s] * g1[: e - s]).sum(axis=(1, 2)), spread)
         ev = stop
     return out
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import uproot
 
+from hepfastsim.errors import ModelError
 from hepfastsim.kernels.rng import event_keys
 from hepfastsim.models.image_gan import (
     ImageGANConfig,
@@ -20,6 +21,7 @@ from hepfastsim.models.image_gan import (
     condition_features,
     load_generator,
     sample_hard_mask,
+    conserve_total,
     save_generator,
     widen_input,
 )
@@ -134,6 +136,110 @@ def test_noisy_generator_output_does_not_depend_on_chunking(example_arrays: dict
     sub = {k: v[0:8] for k, v in example_arrays.items()}
     other = sim.simulate(GenEvents.from_branches(sub, event_keys(8, 11, np.arange(8)), constituents=True))
     assert not np.array_equal(ak.to_numpy(ak.flatten(whole.pt)), ak.to_numpy(ak.flatten(other.pt)))
+
+
+def test_conserve_total_moves_the_total_and_keeps_the_pattern() -> None:
+    rng = np.random.default_rng(5)
+    img = (rng.random((6, 32, 32)) < 0.05) * rng.random((6, 32, 32)).astype(np.float32)
+    img[2] = 0.0  # an empty image stays empty
+    expected = np.full(6, 0.4, np.float32)
+    sampled = img.sum(axis=(1, 2))
+    assert np.array_equal(conserve_total(img, expected, 1.0), img)
+    np.testing.assert_allclose(conserve_total(img, expected, 0.0).sum(axis=(1, 2))[sampled > 0], 0.4, rtol=1e-5)
+    half = conserve_total(img, expected, 0.5)
+    np.testing.assert_allclose(half.sum(axis=(1, 2))[sampled > 0], (0.4 + 0.5 * (sampled - 0.4))[sampled > 0], rtol=1e-5)
+    assert not half[2].any() and half.dtype == img.dtype
+    lit = img > 0
+    assert np.array_equal(half > 0, lit)  # same pixels, same ratios
+    ratio = half[lit] / img[lit]
+    rows = np.nonzero(lit)[0]
+    for r in np.unique(rows):
+        np.testing.assert_allclose(ratio[rows == r], ratio[rows == r][0], rtol=1e-5)
+
+
+class _FakeModel:
+    """soft outputs with a known spread: a fixed G0 and a soft mask ``p`` on 40 pixels."""
+
+    def __init__(self, p: float) -> None:
+        self.config = ImageGANConfig()
+        self.p = p
+
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: object = None) -> tuple[np.ndarray, np.ndarray]:
+        g0 = np.zeros_like(x)
+        g1 = np.full_like(x, 1e-6)
+        g0[:, 10:14, 5:15] = 1.0 / (40 * self.p)  # expected total 1
+        g1[:, 10:14, 5:15] = self.p
+        return g0, g1
+
+
+def test_fit_total_spread_gives_the_reference_resolution(pairs: ImagePairs) -> None:
+    from hepfastsim.errors import HepfastsimError
+    from hepfastsim.models.image_gan_train import fit_total_spread
+
+    many = ImagePairs.concatenate([pairs] * (1000 // len(pairs) + 1))
+    totals = many.reco.dense().sum(axis=(1, 2))
+    ref_hw = np.diff(np.percentile(totals, [16, 84]))[0] / 2
+    # 40 pixels lit with p = 0.5: the sampled total has a half-width of about 1/sqrt(40) = 0.16,
+    # the expected total none, so the reference's lies between
+    assert 0.01 < ref_hw < 0.15
+    rec = fit_total_spread(_FakeModel(0.5), many, seed=3)
+    assert 0.0 < rec["spread"] < 1.0 and rec["jets"] == len(many)
+    assert rec["half_width_expected"] < rec["half_width_reference"] < rec["half_width_sampled"]
+    assert rec["half_width_calibrated"] == pytest.approx(ref_hw, rel=1e-3)
+    assert rec["half_width_calibrated"] == pytest.approx(rec["half_width_reference"], rel=1e-3)
+    with pytest.raises(HepfastsimError, match="cannot reach the reference"):
+        fit_total_spread(_FakeModel(1.0), many)  # no sampling spread at all: out of reach
+    with pytest.raises(HepfastsimError, match="at least 1000"):
+        fit_total_spread(_FakeModel(0.5), pairs)
+
+
+def test_train_cli_calibrates_the_total_and_convert_applies_it(tmp_path: Path, example_arrays: dict,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from hepfastsim.cli.main import main
+    from hepfastsim.simulators.image_gan import DEFAULT_WEIGHTS
+
+    common = ["train", "image-gan", "--data", str(EXAMPLE), "--threads", "1", "--quiet"]
+    code = main([*common, "--out", str(tmp_path / "x"), "--calibrate-total"])
+    assert code != 0 and "--calibrate-total needs --init" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # the example file alone has ~600 pairs: too few
+    code = main([*common, "--out", str(tmp_path / "x"), "--calibrate-total", "--init", str(DEFAULT_WEIGHTS)])
+    assert code != 0 and "at least 1000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    data = [str(EXAMPLE)] * 3
+    assert main(["train", "image-gan", "--data", *data, "--threads", "1", "--quiet", "--out", str(tmp_path / "c"),
+                 "--calibrate-total", "--init", str(DEFAULT_WEIGHTS), "--seed", "2"]) == 0
+    meta = json.loads((tmp_path / "c.json").read_text())
+    cal = meta["total_calibration"]
+    assert 0.0 <= cal["spread"] <= 1.0 and cal["half_width_calibrated"] == pytest.approx(cal["half_width_reference"], rel=1e-2)
+    assert meta["retrain_commands"][-1] == meta["retrain_command"] and "--calibrate-total" in meta["retrain_command"]
+    assert "validation" not in meta  # recorded for the uncalibrated generator
+    shipped, calibrated = load_generator(DEFAULT_WEIGHTS), load_generator(tmp_path / "c")
+    for a, b in zip(shipped.generator.state_dict().values(), calibrated.generator.state_dict().values()):
+        assert torch.equal(a, b)  # the same weights
+    assert calibrated.total_spread == cal["spread"] and shipped.total_spread is None
+    # the simulator applies it: same lit pixels, so the same substructure, another pT
+    plain = ImageGANSimulator(outside="skip", min_reco_pt=0.0).simulate(_events(example_arrays, 0, 30))
+    sim = ImageGANSimulator(weights=tmp_path / "c", outside="skip", min_reco_pt=0.0)
+    cal_out = sim.simulate(_events(example_arrays, 0, 30))
+    def by_gen_jet(jets: ak.Array, f: str) -> np.ndarray:  # the output is pT ordered, the calibration moves pT
+        return ak.to_numpy(ak.flatten(jets[f][ak.argsort(jets.genJetIdx, axis=1)]))
+
+    assert np.array_equal(by_gen_jet(plain, "genJetIdx"), by_gen_jet(cal_out, "genJetIdx"))
+    assert np.array_equal(by_gen_jet(plain, "nPixels"), by_gen_jet(cal_out, "nPixels"))
+    for f in ("pTD", "majorAxis", "minorAxis"):
+        np.testing.assert_allclose(by_gen_jet(plain, f), by_gen_jet(cal_out, f), rtol=1e-4, atol=1e-6)
+    # tau_N too, but for exact ties between grid distances in the kT clustering, which rounding breaks
+    same = np.isclose(by_gen_jet(plain, "tau21"), by_gen_jet(cal_out, "tau21"), rtol=1e-4)
+    assert same.mean() > 0.9
+    assert not np.allclose(by_gen_jet(plain, "pt"), by_gen_jet(cal_out, "pt"))
+    split = ak.concatenate([sim.simulate(_events(example_arrays, 0, 11)), sim.simulate(_events(example_arrays, 11, 30))])
+    assert np.array_equal(ak.to_numpy(ak.flatten(split.pt)), ak.to_numpy(ak.flatten(cal_out.pt)))
+    # a calibration out of range is refused on load
+    meta["total_calibration"]["spread"] = 1.5
+    (tmp_path / "c.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="spread in"):
+        load_generator(tmp_path / "c")
 
 
 def test_sparse_images_round_trip(pairs: ImagePairs, tmp_path: Path) -> None:
