@@ -16,6 +16,7 @@ import argparse
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 from hepfastsim.cli.train import add_common_options, prepare_output, retrain_chain
 
@@ -88,23 +89,28 @@ def retrain_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def _init_states(model: str) -> tuple[dict, dict]:
+def _discriminators_file(model: str | Path) -> Path:
+    """``MODEL.discriminators.safetensors``: the D and D_T saved next to a generator."""
+    from hepfastsim.models.weights_file import model_paths
+
+    return model_paths(model)[0].with_suffix("").with_suffix(".discriminators.safetensors")
+
+
+def _init_states(model: str) -> tuple[dict, Any]:
     """Generator (and, when saved next to it, discriminator) state dicts of a previous training,
-    and that generator's metadata."""
+    and that generator (:class:`~hepfastsim.models.image_gan.LoadedImageGAN`, with its metadata)."""
     from safetensors.torch import load_file
 
     from hepfastsim.models.image_gan import load_generator
-    from hepfastsim.models.weights_file import model_paths
 
-    base = model_paths(model)[0].with_suffix("")
-    loaded = load_generator(base)
+    loaded = load_generator(model)
     states: dict = {"G": loaded.generator.state_dict()}
-    disc = base.with_suffix(".discriminators.safetensors")
+    disc = _discriminators_file(model)
     if disc.exists():
         flat = load_file(str(disc))
         for net in ("D", "DT"):
             states[net] = {k[len(net) + 1:]: v for k, v in flat.items() if k.startswith(net + ".")}
-    return states, loaded.metadata
+    return states, loaded
 
 
 def _score_observables(names: list[str] | None) -> tuple[str, ...]:
@@ -122,27 +128,25 @@ def _score_observables(names: list[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _write_total_calibration(args: argparse.Namespace, pairs: object, base: Path) -> int:
-    """``--calibrate-total``: the --init generator with its fitted total calibration (same weights)."""
+def _write_total_calibration(args: argparse.Namespace, pairs: object, base: Path, model: Any) -> int:
+    """``--calibrate-total``: the --init generator ``model`` with its fitted total calibration (same weights)."""
     import shutil
 
     from rich.console import Console
 
     from hepfastsim.cli.train import without_validations
-    from hepfastsim.models.image_gan import load_generator, save_generator
+    from hepfastsim.models.image_gan import save_generator
     from hepfastsim.models.image_gan_train import fit_total_spread
-    from hepfastsim.models.weights_file import model_paths
 
-    model = load_generator(args.init)
     record = fit_total_spread(model, pairs, seed=args.seed)
     command = retrain_command(args)
     metadata = {k: v for k, v in without_validations(model.metadata).items() if k not in ("architecture", "format")}
     metadata.update({"total_calibration": {**record, "data": [str(p) for p in args.data]}, "retrain_command": command,
                      "retrain_commands": retrain_chain(model.metadata, command)})
     weights, _ = save_generator(model.generator, base, metadata)
-    disc = model_paths(args.init)[0].with_suffix("").with_suffix(".discriminators.safetensors")
+    disc = _discriminators_file(args.init)
     if disc.exists():  # a later continuation can start from the same game
-        shutil.copyfile(disc, base.with_suffix(".discriminators.safetensors"))
+        shutil.copyfile(disc, _discriminators_file(base))
     Console().print(f"[bold]{weights}[/bold]: total-intensity calibration spread {record['spread']:.4f} on "
                     f"{record['jets']:,} jets; 16-84% half-width {record['half_width_sampled']:.4f} -> "
                     f"{record['half_width_calibrated']:.4f} (reference {record['half_width_reference']:.4f})")
@@ -169,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         raise HepfastsimError("--calibrate-total needs --init MODEL: the generator to calibrate")
     training_device(args.device)  # before reading anything: a missing GPU fails fast
     score_observables = _score_observables(args.score_observables)
-    init, init_metadata = _init_states(args.init) if args.init else (None, None)
+    init, init_model = _init_states(args.init) if args.init else (None, None)
+    init_metadata = None if init_model is None else init_model.metadata
     init_noise = (init_metadata or {}).get("architecture", {}).get("noise_channels", 0)
     noise_channels = init_noise if args.noise_channels is None else args.noise_channels
     if noise_channels < init_noise:
@@ -203,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         if len(pairs) == 0:
             raise HepfastsimError("no matched gen/reco jet pairs with gen pT > 20 GeV and |eta| < 2.5 in --data")
         if args.calibrate_total:
-            return _write_total_calibration(args, pairs, base)
+            return _write_total_calibration(args, pairs, base, init_model)
         task = progress.add_task("training image GAN", total=None, info="")
 
         def on_step(step: int, n_steps: int, entry: dict[str, float]) -> None:
@@ -233,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         metadata["retrain_commands"] = retrain_chain(init_metadata, metadata["retrain_command"])
     weights, js = save_generator(generator, base, metadata)
     save_file({f"{net}.{k}": v.contiguous() for net, state in discriminators.items() for k, v in state.items()},
-              str(base.with_suffix(".discriminators.safetensors")))
+              str(_discriminators_file(base)))
     out = Console()
     out.print(f"[bold]{weights}[/bold] and {js.name}: {n_parameters(generator):,} generator parameters, "
               f"{weights.stat().st_size / 1e6:.2f} MB")

@@ -175,7 +175,8 @@ class ResponseBin:
     resolution_error: float
 
 
-def _median_resolution(r: np.ndarray) -> tuple[float, float]:
+def median_resolution(r: np.ndarray) -> tuple[float, float]:
+    """Median and resolution (half the 16-84% interval) of a response ``r``."""
     q16, q50, q84 = np.percentile(r, [16, 50, 84])
     return float(q50), float((q84 - q16) / 2)
 
@@ -202,8 +203,8 @@ def response_table(
             if len(r) < 2:
                 out.append(ResponseBin(p0, p1, e0, e1, len(r), *(float("nan"),) * 4))
                 continue
-            med, res = _median_resolution(r)
-            boots = np.array([_median_resolution(r[rng.integers(0, len(r), len(r))]) for _ in range(n_bootstrap)])
+            med, res = median_resolution(r)
+            boots = np.array([median_resolution(r[rng.integers(0, len(r), len(r))]) for _ in range(n_bootstrap)])
             out.append(ResponseBin(p0, p1, e0, e1, len(r), med, float(boots[:, 0].std()), res, float(boots[:, 1].std())))
     return out
 

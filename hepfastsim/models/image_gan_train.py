@@ -318,12 +318,7 @@ def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int,
     from hepfastsim.jets.observables import image_observables
 
     x, y = pairs.gen.dense(rows), pairs.reco.dense(rows)
-    rng = np.random.default_rng(seed)
-    k = model.config.noise_channels
-    noise = rng.standard_normal((len(rows), k, *x.shape[1:]), dtype=np.float32) if k else None
-    g0, g1 = model.soft_outputs(x, pairs.cond[rows], noise)
-    z = rng.random(g1.shape, dtype=np.float32)
-    img = np.where(z < g1, g0, 0.0)
+    _, _, img = _sample_images(model, x, pairs.cond[rows], np.random.default_rng(seed))
     ref = image_observables(y.astype(np.float64))
     got = image_observables(img.astype(np.float64))
     out = {}
@@ -335,10 +330,15 @@ def _score(model: Any, pairs: ImagePairs, rows: np.ndarray, seed: int,
     return out
 
 
-def _half_width(x: np.ndarray) -> float:
-    """Half the 16-84% interval: the resolution of a non-Gaussian response."""
-    lo, hi = np.percentile(x, [16.0, 84.0])
-    return float(hi - lo) / 2.0
+def _sample_images(model: Any, x: np.ndarray, cond: np.ndarray, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(G0, G1, G0 * 1[z < G1])`` for gen images ``x (n, 32, 32)`` and raw conditions, the noise
+    maps (a generator with noise channels) and then the mask uniforms ``z`` drawn from ``rng``."""
+    k = model.config.noise_channels
+    noise = rng.standard_normal((len(x), k, *x.shape[1:]), dtype=np.float32) if k else None
+    g0, g1 = model.soft_outputs(x, cond, noise)
+    z = rng.random(g1.shape, dtype=np.float32)
+    return g0, g1, np.where(z < g1, g0, 0.0)
 
 
 def fit_total_spread(model: Any, pairs: ImagePairs, seed: int = 0, batch: int = 2048) -> dict[str, float]:
@@ -354,26 +354,23 @@ def fit_total_spread(model: Any, pairs: ImagePairs, seed: int = 0, batch: int = 
     from scipy.optimize import brentq
 
     from hepfastsim.errors import HepfastsimError
+    from hepfastsim.evaluation.metrics import median_resolution
 
     if len(pairs) < 1000:
         raise HepfastsimError(f"expected at least 1000 image pairs to fit the total calibration, got {len(pairs)}")
     rng = np.random.default_rng(seed)
-    k = model.config.noise_channels
     sampled, expected, reference = [], [], []
     for start in range(0, len(pairs), batch):
         rows = np.arange(start, min(start + batch, len(pairs)))
-        x = pairs.gen.dense(rows)
-        noise = rng.standard_normal((len(rows), k, *x.shape[1:]), dtype=np.float32) if k else None
-        g0, g1 = model.soft_outputs(x, pairs.cond[rows], noise)
-        z = rng.random(g1.shape, dtype=np.float32)
-        sampled.append(np.where(z < g1, g0, 0.0).sum(axis=(1, 2), dtype=np.float64))
+        g0, g1, img = _sample_images(model, pairs.gen.dense(rows), pairs.cond[rows], rng)
+        sampled.append(img.sum(axis=(1, 2), dtype=np.float64))
         expected.append((g0 * g1).sum(axis=(1, 2), dtype=np.float64))
         reference.append(pairs.reco.dense(rows).sum(axis=(1, 2), dtype=np.float64))
     s, e, r = np.concatenate(sampled), np.concatenate(expected), np.concatenate(reference)
-    target = _half_width(r)
+    median_reference, target = median_resolution(r)
 
     def excess(a: float) -> float:
-        return _half_width(e + a * (s - e)) - target
+        return median_resolution(e + a * (s - e))[1] - target
 
     lo, hi = excess(0.0), excess(1.0)
     if lo > 0 or hi < 0:
@@ -381,12 +378,12 @@ def fit_total_spread(model: Any, pairs: ImagePairs, seed: int = 0, batch: int = 
             f"cannot reach the reference total-intensity resolution {target:.4f}: the generated totals give "
             f"{lo + target:.4f} at their expectation and {hi + target:.4f} as sampled")
     spread = float(brentq(excess, 0.0, 1.0, xtol=1e-6))
-    calibrated = e + spread * (s - e)
+    median_calibrated, half_width_calibrated = median_resolution(e + spread * (s - e))
     return {"spread": spread, "jets": int(len(r)), "seed": int(seed),
             "half_width_reference": target, "half_width_sampled": hi + target, "half_width_expected": lo + target,
-            "half_width_calibrated": _half_width(calibrated),
-            "median_reference": float(np.median(r)), "median_sampled": float(np.median(s)),
-            "median_calibrated": float(np.median(calibrated))}
+            "half_width_calibrated": half_width_calibrated,
+            "median_reference": median_reference, "median_sampled": median_resolution(s)[0],
+            "median_calibrated": median_calibrated}
 
 
 def training_device(name: str) -> Any:
