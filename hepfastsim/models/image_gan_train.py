@@ -39,6 +39,7 @@ __all__ = [
     "CRITERION_OBSERVABLES",
     "SparseImages",
     "ImagePairs",
+    "matched_jets",
     "extract_pairs",
     "build_pairs",
     "TrainConfig",
@@ -147,20 +148,16 @@ class ImagePairs:
         )
 
 
-def extract_pairs(arrays: dict[str, Any], event_ids: np.ndarray) -> ImagePairs:
-    """Image pairs from one chunk of NanoAOD branches (see the module docstring)."""
-    from hepfastsim.io.nanoaod import event_npu, event_rho, jet_constituents
-
-    n_events = len(event_ids)
+def matched_jets(arrays: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, ak.Array]:
+    """The reco jets of one chunk matched (``Jet_genJetIdx``) to a gen jet inside the model's
+    domain: their flat indices among the chunk's reco jets, their gen jets' flat indices among
+    its gen jets, their event (0-based in the chunk) and the flat gen-jet records (pt, eta, phi, mass)."""
     gen = ak.zip({f: arrays[f"GenJet_{f}"] for f in ("pt", "eta", "phi", "mass")})
-    reco = ak.zip({f: arrays[f"Jet_{f}"] for f in ("pt", "eta", "phi", "mass", "genJetIdx", "rawFactor")})
-    gen_c = jet_constituents(arrays)
-    reco_c = jet_constituents(arrays, candidates="PFCands", links="JetPFCands", jets="Jet")
     n_gen = ak.to_numpy(ak.num(gen.pt)).astype(np.int64)
-    n_reco = ak.to_numpy(ak.num(reco.pt)).astype(np.int64)
+    n_reco = ak.to_numpy(ak.num(arrays["Jet_genJetIdx"])).astype(np.int64)
     gen_off = np.concatenate([[0], np.cumsum(n_gen)])
-    ev_reco = np.repeat(np.arange(n_events), n_reco)
-    idx = ak.to_numpy(ak.flatten(reco.genJetIdx)).astype(np.int64)
+    ev_reco = np.repeat(np.arange(len(n_gen)), n_reco)
+    idx = ak.to_numpy(ak.flatten(arrays["Jet_genJetIdx"])).astype(np.int64)
     ok = (idx >= 0) & (idx < n_gen[ev_reco])
     g_flat = ak.flatten(gen)
     g_global = gen_off[ev_reco] + np.where(ok, idx, 0)
@@ -171,18 +168,31 @@ def extract_pairs(arrays: dict[str, Any], event_ids: np.ndarray) -> ImagePairs:
     geta[ok] = ak.to_numpy(g_flat.eta).astype(np.float64)[g_global[ok]]
     ok &= (gpt > MIN_GEN_PT) & (np.abs(geta) < MAX_ABS_ETA)
     sel_reco = np.flatnonzero(ok)
-    sel_gen = g_global[sel_reco]
+    return sel_reco, g_global[sel_reco], ev_reco[sel_reco], g_flat
+
+
+def extract_pairs(arrays: dict[str, Any], event_ids: np.ndarray) -> ImagePairs:
+    """Image pairs from one chunk of NanoAOD branches (see the module docstring)."""
+    from hepfastsim.io.nanoaod import event_npu, event_rho, jet_constituents
+
+    n_events = len(event_ids)
+    reco = ak.zip({f: arrays[f"Jet_{f}"] for f in ("pt", "eta", "phi", "mass", "genJetIdx", "rawFactor")})
+    gen_c = jet_constituents(arrays)
+    reco_c = jet_constituents(arrays, candidates="PFCands", links="JetPFCands", jets="Jet")
+    sel_reco, sel_gen, ev, g_flat = matched_jets(arrays)
+    idx = ak.to_numpy(ak.flatten(reco.genJetIdx)).astype(np.int64)
     axis = g_flat[sel_gen]
     gen_img = pixelise(ak.flatten(gen_c, axis=1)[sel_gen], axis, SEED000_DETECTOR)
     reco_img = pixelise(ak.flatten(reco_c, axis=1)[sel_reco], axis, SEED000_DETECTOR)
-    npu = event_npu(arrays, n_events)[ev_reco[sel_reco]]
-    rho = event_rho(arrays, n_events)[ev_reco[sel_reco]]
-    cond = np.stack([gpt[sel_reco], geta[sel_reco], ak.to_numpy(axis.phi), npu], axis=1).astype(np.float32)
+    npu = event_npu(arrays, n_events)[ev]
+    rho = event_rho(arrays, n_events)[ev]
+    cond = np.stack([ak.to_numpy(axis.pt).astype(np.float64), ak.to_numpy(axis.eta).astype(np.float64),
+                     ak.to_numpy(axis.phi), npu], axis=1).astype(np.float32)
     r_flat = ak.flatten(reco)[sel_reco]
     reco_jet = np.stack([ak.to_numpy(r_flat[f]) for f in ("pt", "eta", "phi", "mass", "rawFactor")],
                         axis=1).astype(np.float32)
     return ImagePairs(SparseImages.from_dense(gen_img), SparseImages.from_dense(reco_img), cond, reco_jet,
-                      rho.astype(np.float32), event_ids[ev_reco[sel_reco]].astype(np.int64), idx[sel_reco])
+                      rho.astype(np.float32), event_ids[ev].astype(np.int64), idx[sel_reco])
 
 
 def build_pairs(
