@@ -82,6 +82,9 @@ def independent_tower_images(
     as they are."""
     from hepfastsim.jets.towers import tower_labels
 
+    unknown = {v for v in towers.values() if v not in ("ecal", "hcal")}
+    if unknown:
+        raise ValueError(f"expected towers of 'ecal' or 'hcal', got {sorted(unknown)}")
     pdg = abs(constituents.pdgId)
     d_eta = constituents.eta - axis.eta
     d_phi = (constituents.phi - axis.phi + np.pi) % (2 * np.pi) - np.pi

@@ -62,6 +62,8 @@ def test_photons_use_ecal_towers_and_the_default_redraws_both() -> None:
     assert changed[photon_pixel] and np.all(np.abs(ie - photon_pixel[0]) <= 2) and np.all(np.abs(ip - photon_pixel[1]) <= 2)
     assert only_photons.sum(axis=(1, 2)).mean() == pytest.approx(ref.sum(axis=(1, 2)).mean(), rel=0.01)
     assert np.any(both[:, 18, :] != ref[:, 18, :])  # the neutral hadron's row changes too
+    with pytest.raises(ValueError, match="'ecal' or 'hcal'"):
+        independent_tower_images(cands, axis, np.random.default_rng(2), {22: "preshower"})
 
 
 def test_reference_jets_are_those_of_the_image_validation() -> None:
@@ -85,3 +87,13 @@ def test_table_measures_the_redrawn_images_against_the_reference() -> None:
     # the redrawn totals are wider: a tower gets 0, 1, 2, ... copies of its candidate
     assert red["total_half_width"] > 1.2 * red["reference_total_half_width"]
     assert red["w1_ratio"]["total"] > 2.0 and red["criterion_max"] >= red["criterion_mean"] > 1.0
+
+
+def test_a_file_without_pf_candidates_names_the_missing_branch(tmp_path: Path) -> None:
+    from hepfastsim.errors import BranchNotFoundError
+    from nanoaod_factory import write_nanoaod
+
+    path = write_nanoaod(tmp_path / "gen_only.root", 20)
+    with pytest.raises(BranchNotFoundError, match="gen_only.root") as err:
+        reference_constituents(str(path))
+    assert err.value.branch.startswith(("Jet_", "PFCands_", "JetPFCands_"))
