@@ -100,7 +100,7 @@ def independent_tower_images(
     axis_pt = np.asarray(ak.to_numpy(axis.pt), np.float64)
     n_cand = ak.to_numpy(ak.num(constituents.pt)).astype(np.int64)
     jet = np.repeat(np.arange(len(n_cand)), n_cand)
-    flat = {f: np.asarray(ak.to_numpy(ak.flatten(constituents[f])), np.float64) for f in ("pt", "eta", "phi")}
+    flat_pt = np.asarray(ak.to_numpy(ak.flatten(constituents.pt)), np.float64)
     flat_pdg = np.asarray(ak.to_numpy(ak.flatten(pdg)), np.int64)
     flat_redrawn = np.asarray(ak.to_numpy(ak.flatten(redrawn)), bool)
     flat_d_eta = np.asarray(ak.to_numpy(ak.flatten(d_eta)), np.float64)
@@ -116,7 +116,7 @@ def independent_tower_images(
             tower = labels[j] == labels[j, i_eta[c], i_phi[c]][:, None, None]  # (k, n_eta, n_phi)
             n_pix = tower.sum(axis=(1, 2))
             lit = tower & (rng.random(tower.shape) < (1.0 / n_pix)[:, None, None])
-            np.add.at(images, j, lit * (flat["pt"][which[c]] / axis_pt[j])[:, None, None])
+            np.add.at(images, j, lit * (flat_pt[which[c]] / axis_pt[j])[:, None, None])
     return images
 
 

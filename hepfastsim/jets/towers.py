@@ -49,14 +49,12 @@ def tower_labels(
     width = 2.0 * np.pi / n_phi_cells[ring]  # (n, n_eta)
     phi = np.mod(axis_phi[:, None] + pixel_centres(config.n_phi, config.half_phi)[None, :] + np.pi, 2.0 * np.pi)
     cell = np.floor(phi[:, None, :] / width[:, :, None]).astype(np.int64)  # (n, n_eta, n_phi)
-    key = (ring[:, :, None] * (int(n_phi_cells.max()) + 1) + cell).reshape(n, -1)
+    key = (ring[:, :, None] * (int(n_phi_cells.max()) + 1) + cell).reshape(n, config.n_eta * config.n_phi)
     # number towers per jet in order of first pixel: unique over (jet, key), then rank per jet
     order_key = np.arange(n, dtype=np.int64)[:, None] * (int(key.max(initial=0)) + 1) + key
     _, first, inverse = np.unique(order_key.ravel(), return_index=True, return_inverse=True)
     rank = np.empty(len(first), np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    global_label = rank[inverse].reshape(n, -1)
-    start = global_label.min(axis=1) if n else np.zeros(0, np.int64)
-    labels = global_label - start[:, None]
-    n_towers = labels.max(axis=1) + 1 if n else np.zeros(0, np.int64)
-    return labels.reshape(n, config.n_eta, config.n_phi), n_towers.astype(np.int64)
+    global_label = rank[inverse].reshape(key.shape)
+    labels = global_label - global_label.min(axis=1, keepdims=True)
+    return labels.reshape(n, config.n_eta, config.n_phi), labels.max(axis=1) + 1

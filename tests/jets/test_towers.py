@@ -57,6 +57,11 @@ def test_phi_wraps_around() -> None:
     assert a[0, 16, below] != a[0, 16, above]
 
 
+def test_no_jets_give_empty_labels() -> None:
+    labels, n = tower_labels(np.zeros(0), np.zeros(0), hcal_geometry())
+    assert labels.shape == (0, 32, 32) and n.shape == (0,) and labels.dtype == n.dtype == np.int64
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="same shape"):
         tower_labels(np.zeros(3), np.zeros(2), hcal_geometry())
