@@ -6,7 +6,9 @@ domain (gen pT >= 20 GeV, |eta| < 2.5) are the "jets" counted. Reported, each be
 
 1. end to end: ``ImageGANSimulator.simulate`` on the whole chunk (pixelise, generator in
    padded blocks, per-pixel mask uniforms from the counter-based RNG, observables kernel,
-   jet-energy corrections, awkward in/out, parametric fallback for out-of-domain jets);
+   jet-energy corrections, awkward in/out, parametric fallback for out-of-domain jets; for
+   the tower generator also the gen images by species, the ECAL and HCAL tower labels of
+   every image and the tower draws);
 2. where the time goes: each stage timed alone on the same jets;
 3. batch-size scaling of the generator alone (rows per torch call), and the generator with
    channels-last memory format and with a frozen TorchScript trace;
@@ -63,19 +65,30 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
     from hepfastsim.jets.observables import ObservablesConfig, image_observables
-    from hepfastsim.kernels.rng import event_keys, uniforms
+    from hepfastsim.jets.species import gen_species_images
+    from hepfastsim.kernels.rng import event_keys, normals_at, uniforms, uniforms_at
     from hepfastsim.models.image_gan import condition_features
+    from hepfastsim.models.image_towers import batch_towers
     from hepfastsim.simulators.base import GenEvents
-    from hepfastsim.simulators.image_gan import DOMAIN_MASK, ImageGANSimulator, generate_images
+    from hepfastsim.simulators.image_gan import (
+        DOMAIN_MASK,
+        DOMAIN_TOWER_ENERGY,
+        DOMAIN_TOWER_FIRE,
+        DOMAIN_TOWER_PLACE,
+        ImageGANSimulator,
+        generate_images,
+    )
 
     with uproot.open(args.input) as f:
         t = f["Events"]
         stop = min(args.events, t.num_entries)
         names = [b for b in t.keys() if b.startswith(("GenJet_", "GenCands_", "GenJetCands_"))] + ["Pileup_nPU"]
         arrays = t.arrays([n for n in names if n in t.keys()], entry_stop=stop, how=dict)
-    events = GenEvents.from_branches(arrays, event_keys(1, 2, np.arange(stop)), constituents=True)
     sim = ImageGANSimulator(weights=args.weights)
     model = sim.model
+    events = GenEvents.from_branches(arrays, event_keys(1, 2, np.arange(stop)), constituents=True,
+                                     constituent_fields=sim.constituent_fields())
+    towers = model.config.output == "towers"
 
     # the in-domain jets and their inputs, as simulate() builds them
     flat = ak.flatten(events.jets, axis=1)
@@ -94,7 +107,8 @@ def main() -> int:
     sel_offsets = np.concatenate([[0], np.cumsum(sel_counts)])
     k_noise = model.config.noise_channels  # a generator with noise maps (0 for the paper's)
     noise_rows = np.random.default_rng(0).standard_normal((256, k_noise, 32, 32), dtype=np.float32) if k_noise else None
-    g0, g1 = model.soft_outputs(x[:256], cond[:256], noise_rows)
+    k_species = model.config.species_channels  # the tower generator's gen images by species
+    species = gen_species_images(sel_cands, axis).astype(np.float32) if k_species else None
 
     res: dict[str, object] = {"input": args.input, "events": stop, "gen_jets": len(pt), "jets_in_domain": n_jets,
                               "threads": args.threads, "torch": torch.__version__, "cpus": os.cpu_count(),
@@ -106,17 +120,28 @@ def main() -> int:
     res["end_to_end_jets_per_s"] = n_jets / t_e2e
     print(f"\nend to end (ImageGANSimulator.simulate): {n_jets / t_e2e:,.0f} jets/s ({t_e2e:.3f} s)")
 
+    class Head(torch.nn.Module):
+        """All outputs of the generator from the tensors it takes (noise, species only where it has them): traceable."""
+
+        def __init__(self, generator: torch.nn.Module) -> None:
+            super().__init__()
+            self.generator = generator
+
+        def forward(self, x: torch.Tensor, c: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+            return self.generator.head(x, c, extra[0] if k_noise else None, extra[-1] if k_species else None)
+
     def gen_all(bs: int, net=None, channels_last: bool = False) -> None:  # noqa: ANN001
-        net = net or model.generator
+        net = net or Head(model.generator)
         with torch.inference_mode():
             for s in range(0, n_jets, bs):
                 xx = torch.from_numpy(x[s:s + bs])[:, None]
                 if channels_last:
                     xx = xx.contiguous(memory_format=torch.channels_last)
-                extra = (torch.randn(len(xx), k_noise, 32, 32),) if k_noise else ()
+                extra = [torch.randn(len(xx), k_noise, 32, 32)] if k_noise else []
+                extra += [torch.from_numpy(species[s:s + bs])] if k_species else []
                 net(xx, condition_features(cond[s:s + bs]), *extra)
 
-    generated = generate_images(model, x, cond, events.keys, sel_counts).astype(np.float64)
+    generated = generate_images(model, x, cond, events.keys, sel_counts, species).astype(np.float64)
     stages = {
         "pixelise": lambda: pixelise(sel_cands, axis, SEED000_DETECTOR),
         "generator (256 rows/call)": lambda: gen_all(256),
@@ -124,6 +149,27 @@ def main() -> int:
         "observables (image kernel)": lambda: image_observables(generated, SEED000_DETECTOR, ObservablesConfig(),
                                                                 jet=axis),
     }
+    if towers:
+        def tower_draws() -> None:  # as generate_images takes them: per tower, at its first pixel
+            for s in range(0, n_jets, 256):
+                e = min(s + 256, n_jets)
+                ev0 = int(np.searchsorted(sel_offsets, s, side="right")) - 1
+                ev1 = int(np.searchsorted(sel_offsets, e, side="left"))
+                local = sel_offsets[ev0:ev1 + 1] - sel_offsets[ev0]
+                for k, index in enumerate(batch_towers(cond[s:e, 1].astype(np.float64), cond[s:e, 2].astype(np.float64))):
+                    items = s - sel_offsets[ev0] + index.jet.numpy()
+                    streams = k * 1024 + index.first_pixel.numpy() % 1024
+                    for draw, domain in ((uniforms_at, DOMAIN_TOWER_FIRE), (uniforms_at, DOMAIN_TOWER_PLACE),
+                                         (normals_at, DOMAIN_TOWER_ENERGY)):
+                        draw(events.keys[ev0:ev1], local, 2 * 1024, domain, items, streams)
+
+        stages.update({
+            "gen images by species": lambda: gen_species_images(sel_cands, axis),
+            "tower labels (ECAL + HCAL)": lambda: [batch_towers(cond[s:s + 256, 1].astype(np.float64),
+                                                                cond[s:s + 256, 2].astype(np.float64))
+                                                   for s in range(0, n_jets, 256)],
+            "tower draws (rng, labels included)": tower_draws,
+        })
     print("\nwhere the time goes (each stage alone, same jets):")
     res["stages_s"] = {}
     for name, fn in stages.items():
@@ -140,15 +186,16 @@ def main() -> int:
 
     print("\ngenerator variants (256 rows/call):")
     res["generator_variants"] = {}
-    cl = model.generator.to(memory_format=torch.channels_last)
+    cl = Head(model.generator.to(memory_format=torch.channels_last))
     dt = best_of(lambda: gen_all(256, cl, channels_last=True), args.repeat)
     res["generator_variants"]["channels_last"] = n_jets / dt
     print(f"  channels-last:            {n_jets / dt:10,.0f} jets/s")
     model.generator.to(memory_format=torch.contiguous_format)
     with torch.inference_mode():
         example = (torch.from_numpy(x[:256])[:, None], condition_features(cond[:256]),
-                   *((torch.from_numpy(noise_rows),) if k_noise else ()))
-        traced = torch.jit.freeze(torch.jit.trace(model.generator.eval(), example))
+                   *([torch.from_numpy(noise_rows)] if k_noise else []),
+                   *([torch.from_numpy(species[:256])] if k_species else []))
+        traced = torch.jit.freeze(torch.jit.trace(Head(model.generator.eval()).eval(), example))
     dt = best_of(lambda: gen_all(256, traced), args.repeat)
     res["generator_variants"]["jit_trace_freeze"] = n_jets / dt
     print(f"  TorchScript trace+freeze: {n_jets / dt:10,.0f} jets/s")

@@ -184,7 +184,7 @@ def convert(
     extras = {t: extra_collection_name(t, config.collection) for t in sim.extra_collections}
     _check_collection_free(source, config.collection, tuple(extras.values()))
     if sim.needs_constituents:
-        constituent_branches(source)  # the model reads gen constituents: name the missing branch now
+        constituent_branches(source, sim.constituent_fields())  # the model reads gen constituents: name a missing branch now
     summary = ConvertSummary(input=input_path, output=output_path, model=sim.name)
 
     unwritable = source.unwritable_branches()
@@ -209,7 +209,8 @@ def convert(
                 arrays = {name: arr[rows] for name, arr in arrays.items()}
                 entries, draws = entries[rows], np.tile(np.arange(K, dtype=np.int64), n)
             events = GenEvents.from_branches(arrays, event_keys(config.seed, source.file_key, entries, draws),
-                                            constituents=sim.needs_constituents)
+                                            constituents=sim.needs_constituents,
+                                            constituent_fields=sim.constituent_fields())
             jets = events.jets
             if extras:
                 reco, extra_objects = sim.simulate_with_extras(events)

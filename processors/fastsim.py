@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import awkward as ak
@@ -29,7 +30,7 @@ from hepfastsim.io.nanoaod import (
 from hepfastsim.io.schema import DEFAULT_COLLECTION, collection_branches, counter_name, extra_collection_name
 from hepfastsim.io.writer import AtomicRootWriter
 from hepfastsim.kernels.rng import event_keys
-from hepfastsim.simulators.base import DEFAULT_MODEL, GenEvents, Simulator, make_simulator
+from hepfastsim.simulators.base import CONSTITUENT_FIELDS, DEFAULT_MODEL, GenEvents, Simulator, make_simulator
 
 __all__ = ["FastSimProcessor", "nanoevents_branches", "collect_jets"]
 
@@ -53,10 +54,11 @@ def _field(events: Any, branch: str) -> Any | None:
     return None
 
 
-def nanoevents_branches(events: Any, constituents: bool = False) -> dict[str, Any]:
+def nanoevents_branches(events: Any, constituents: bool = False,
+                        constituent_fields: Sequence[str] = CONSTITUENT_FIELDS) -> dict[str, Any]:
     """The branches a simulator needs, by NanoAOD name, from a NanoEvents chunk.
 
-    With ``constituents``, also the PFNano ``GenCands_*`` and ``GenJetCands_*`` branches.
+    With ``constituents``, also the PFNano ``GenCands_<constituent_fields>`` and ``GenJetCands_*`` branches.
     """
     genjet = events.GenJet
     out: dict[str, Any] = {f"GenJet_{f}": genjet[f] for f in ("pt", "eta", "phi", "mass")}
@@ -72,7 +74,8 @@ def nanoevents_branches(events: Any, constituents: bool = False) -> dict[str, An
     if all(v is not None for v in origin.values()):
         out.update(origin)
     if constituents:
-        for branch in (*GENCAND_KINEMATICS, *GENJET_LINKS):
+        extra = tuple(f"GenCands_{f}" for f in constituent_fields if f"GenCands_{f}" not in GENCAND_KINEMATICS)
+        for branch in (*GENCAND_KINEMATICS, *extra, *GENJET_LINKS):
             value = _field(events, branch)
             if value is None:
                 raise KeyError(f"the model needs gen constituents, but the events have no {branch!r}")
@@ -119,17 +122,20 @@ class FastSimProcessor(processor.ProcessorABC):
         entries = np.arange(meta["entrystart"], meta["entrystop"], dtype=np.int64)
         keys = event_keys(self.seed, file_key(meta["fileuuid"]), entries)
         sim = self.simulator
-        branches = nanoevents_branches(events, constituents=sim.needs_constituents)
-        return sim.simulate(GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents))
+        return sim.simulate(self._gen_events(events, keys))
+
+    def _gen_events(self, events: Any, keys: np.ndarray) -> GenEvents:
+        sim = self.simulator
+        fields = sim.constituent_fields()
+        branches = nanoevents_branches(events, constituents=sim.needs_constituents, constituent_fields=fields)
+        return GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents, constituent_fields=fields)
 
     def simulate_with_extras(self, events: Any) -> tuple[ak.Array, dict[str, ak.Array]]:
         """Reco jets and the simulator's extra collections (``Simulator.extra_collections``)."""
         meta = events.metadata
         entries = np.arange(meta["entrystart"], meta["entrystop"], dtype=np.int64)
         keys = event_keys(self.seed, file_key(meta["fileuuid"]), entries)
-        sim = self.simulator
-        branches = nanoevents_branches(events, constituents=sim.needs_constituents)
-        return sim.simulate_with_extras(GenEvents.from_branches(branches, keys, constituents=sim.needs_constituents))
+        return self.simulator.simulate_with_extras(self._gen_events(events, keys))
 
     def process(self, events: Any) -> dict[str, Any]:
         meta = events.metadata

@@ -5,9 +5,14 @@ Examples::
     hepfastsim train image-gan --data qcd_part*.root --out my_image_gan --max-minutes 30 --threads 1
     # build the image pairs once, keep them, train several times from the cache
     hepfastsim train image-gan --data qcd_part*.root --cache pairs.npz --out my_image_gan
+    # the tower generator (neutral energy sampled per calorimeter tower, gen species inputs),
+    # continued from a paper's generator
+    hepfastsim train image-gan --data qcd_part*.root --out towers --init my_image_gan --output towers --species
 
 The files need GenJet_*, Jet_* with Jet_genJetIdx, the PFNano constituents (GenCands_*,
-GenJetCands_*, PFCands_*, JetPFCands_*) and Pileup_nPU. Writes MODEL.safetensors + MODEL.json.
+GenJetCands_*, PFCands_*, JetPFCands_*) and Pileup_nPU; a tower generator or one with species
+inputs also GenCands_charge, GenCands_pdgId, PFCands_charge and PFCands_pdgId. Writes
+MODEL.safetensors + MODEL.json.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
     k.add_argument("--score-observables", nargs="+", metavar="NAME", default=None,
                    help="image observables the checkpoint score averages W1 over (default: pt, ring0..3, ptd, "
                    "major, minor, tau21, mass; 'criterion' = ring0..3, ptd, major, minor, tau21, tau32)")
+    k.add_argument("--score-calibrated", action="store_true",
+                   help="score checkpoints on images with the total calibration fitted on the held-out jets (for a "
+                        "generator that will get --calibrate-total)")
     k.add_argument("--logit-loss", action="store_true",
                    help="adversarial cross-entropies from the discriminators' logits (no 1e-6 clipping, whose "
                    "generator gradient vanishes once D is sure)")
@@ -60,6 +68,12 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="standard-normal noise maps given to the generator beside the gen image (default: those of "
                         "--init, else 0, the paper's generator); continuing a generator with fewer starts them at "
                         "zero weight")
+    k.add_argument("--output", choices=("mask", "towers"), default=None,
+                   help="the generator's output: the paper's per-pixel mask, or neutral energy sampled per calorimeter "
+                        "tower (default: that of --init, else mask); a mask generator continues as a tower one")
+    k.add_argument("--species", action="store_true",
+                   help="give the generator the gen image by species (charged, photons, other neutrals) as 3 more "
+                        "inputs (kept when --init has them)")
     k.add_argument("--calibrate-total", action="store_true",
                    help="no training: fit the total-intensity calibration of the --init generator on --data (its "
                         "reco pT resolution made the reference's; the lit pixels and pTD unchanged) and write it with "
@@ -73,13 +87,17 @@ def add_kind(kinds: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def retrain_command(args: argparse.Namespace) -> str:
     parts = ["hepfastsim", "train", "image-gan", "--data", *args.data, "--out", args.out]
-    for flag in ("cache", "init", "noise_channels", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
+    for flag in ("cache", "init", "noise_channels", "output", "epochs", "batch_size", "learning_rate", "w_adv", "w_total_adv", "w_l2", "w_mask", "w_sum",
                  "eval_every", "eval_jets", "ema", "device", "max_events", "max_minutes", "seed", "threads"):
         value = getattr(args, flag)
         if value is not None:
             parts += ["--" + flag.replace("_", "-"), str(value)]
     if args.logit_loss:
         parts.append("--logit-loss")
+    if args.species:
+        parts.append("--species")
+    if args.score_calibrated:
+        parts.append("--score-calibrated")
     if args.calibrate_total:
         parts.append("--calibrate-total")
     if args.score_observables:
@@ -111,6 +129,21 @@ def _init_states(model: str) -> tuple[dict, Any]:
         for net in ("D", "DT"):
             states[net] = {k[len(net) + 1:]: v for k, v in flat.items() if k.startswith(net + ".")}
     return states, loaded
+
+
+def _species_scale(init_model: Any, pairs: Any) -> float:
+    """The fixed factor of the species inputs: that of --init when it has them, else the input
+    batch norm's factor of --init (the species images then enter at the gen image's scale),
+    else one over the standard deviation of the first 2000 gen images' pixels."""
+    import numpy as np
+    import torch
+
+    if init_model is not None:
+        if init_model.config.species_channels:
+            return init_model.config.species_scale
+        norm = init_model.generator.input_norm
+        return float(norm.weight.detach()[0] / torch.sqrt(norm.running_var[0] + norm.eps))
+    return float(1.0 / max(np.std(pairs.gen.dense(np.arange(min(2000, len(pairs))))), 1e-6))
 
 
 def _score_observables(names: list[str] | None) -> tuple[str, ...]:
@@ -179,21 +212,30 @@ def run(args: argparse.Namespace) -> int:
     noise_channels = init_noise if args.noise_channels is None else args.noise_channels
     if noise_channels < init_noise:
         raise HepfastsimError(f"--noise-channels {noise_channels}: --init {args.init} already has {init_noise}")
-    arch = ImageGANConfig(noise_channels=noise_channels)
+    init_arch = ImageGANConfig() if init_model is None else init_model.config
+    output = args.output or init_arch.output
+    if (init_arch.output, output) == ("towers", "mask"):
+        raise HepfastsimError(f"--output mask: --init {args.init} is a tower generator")
+    species = args.species or init_arch.species_channels > 0
     base = prepare_output(args.out, args.overwrite, args.threads)
     config = TrainConfig(
         batch_size=args.batch_size, learning_rate=args.learning_rate, epochs=args.epochs,
         max_minutes=args.max_minutes, w_adv=args.w_adv, w_total_adv=args.w_total_adv, w_l2=args.w_l2,
         w_mask=args.w_mask, w_sum=args.w_sum, eval_every=args.eval_every, eval_jets=args.eval_jets, seed=args.seed,
-        device=args.device, score_observables=score_observables, logit_loss=args.logit_loss,
+        device=args.device, score_observables=score_observables, score_calibrated=args.score_calibrated,
+        logit_loss=args.logit_loss,
         ema_decay=args.ema,
     )
     console = Console(stderr=True)
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console, disable=args.quiet) as progress:
+        with_species = species or output == "towers"
         if args.cache and Path(args.cache).exists():
             pairs = ImagePairs.load(args.cache)
+            if with_species and not pairs.has_species:
+                raise HepfastsimError(f"--cache {args.cache} has no images by species, which the tower generator or "
+                                      "--species needs: build a new cache")
         else:
             tasks: dict[str, int] = {}
 
@@ -202,13 +244,17 @@ def run(args: argparse.Namespace) -> int:
                     tasks[path] = progress.add_task(f"images {Path(path).name}", total=total, info="")
                 progress.advance(tasks[path], n)
 
-            pairs = build_pairs(args.data, tree=args.tree, max_events=args.max_events, on_progress=on_read)
+            pairs = build_pairs(args.data, tree=args.tree, max_events=args.max_events, on_progress=on_read,
+                                species=with_species)
             if args.cache:
                 pairs.save(args.cache)
         if len(pairs) == 0:
             raise HepfastsimError("no matched gen/reco jet pairs with gen pT > 20 GeV and |eta| < 2.5 in --data")
         if args.calibrate_total:
             return _write_total_calibration(args, pairs, base, init_model)
+        arch = ImageGANConfig(noise_channels=noise_channels, output=output,
+                              species_channels=3 if species else 0,
+                              species_scale=_species_scale(init_model, pairs) if species else 1.0)
         task = progress.add_task("training image GAN", total=None, info="")
 
         def on_step(step: int, n_steps: int, entry: dict[str, float]) -> None:
@@ -218,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
                 console.log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if k != "step"))
             progress.update(task, total=n_steps, completed=step, info=info)
 
-        generator, report = train_image_gan(pairs, config, arch=arch, on_step=on_step, init=init)
+        generator, report = train_image_gan(pairs, config, arch=arch, on_step=on_step, init=init,
+                                            init_arch=None if init_model is None else init_model.config)
     discriminators = report.pop("discriminators")
     report["seconds_total"] = round(time.perf_counter() - start, 1)
     metadata = {

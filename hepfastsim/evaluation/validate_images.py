@@ -109,10 +109,15 @@ def _count_domain_gen_jets(path: str, tree: str, max_events: int | None) -> tupl
 
 
 def reference_jets(path: str, tree: str = "Events", max_events: int | None = None) -> tuple[ImageJets, Any]:
-    """Reference reco jets (see the module docstring) and their :class:`ImagePairs`."""
-    from hepfastsim.models.image_gan_train import build_pairs
+    """Reference reco jets (see the module docstring) and their :class:`ImagePairs` (with the
+    images by species when the file has the branches they need)."""
+    import uproot
 
-    pairs = build_pairs([path], tree=tree, max_events=max_events)
+    from hepfastsim.models.image_gan_train import _BRANCHES_SPECIES, build_pairs
+
+    with uproot.open(path) as f:
+        species = tree in f and all(b in f[tree] for b in _BRANCHES_SPECIES)
+    pairs = build_pairs([path], tree=tree, max_events=max_events, species=species)
     obs = {}
     parts = [_image_obs(pairs.reco.dense(np.arange(s, min(s + 5000, len(pairs)))), pairs.cond[s:s + 5000])
              for s in range(0, len(pairs), 5000)]
@@ -283,7 +288,8 @@ def _generated_images(pairs: Any, rows: np.ndarray, seed: int) -> np.ndarray:
     ev = pairs.event[rows]
     uniq, counts = np.unique(ev, return_counts=True)
     keys = event_keys(seed, 0, uniq)
-    return generate_images(sim.model, pairs.gen.dense(rows), pairs.cond[rows], keys, counts)
+    species = pairs.species("gen", rows) if sim.model.config.species_channels else None
+    return generate_images(sim.model, pairs.gen.dense(rows), pairs.cond[rows], keys, counts, species)
 
 
 def summary_markdown(result: Comparison, reference: str, candidate: str) -> str:

@@ -315,10 +315,12 @@ def gen_branches(source: InputTree) -> list[str]:
     return [*GENJET_KINEMATICS, *optional, *([rho] if rho else []), *origin]
 
 
-def constituent_branches(source: InputTree) -> list[str]:
-    """The PFNano branches that give each GenJet its constituents; raises naming a missing one."""
-    source.require((*GENCAND_KINEMATICS, *GENJET_LINKS))
-    return [*GENCAND_KINEMATICS, *GENJET_LINKS]
+def constituent_branches(source: InputTree, fields: Sequence[str] = ("pt", "eta", "phi", "mass")) -> list[str]:
+    """The PFNano branches that give each GenJet its constituents with ``fields`` (``GenCands_<field>``);
+    raises naming a missing one."""
+    extra = tuple(f"GenCands_{f}" for f in fields if f"GenCands_{f}" not in GENCAND_KINEMATICS)
+    source.require((*GENCAND_KINEMATICS, *extra, *GENJET_LINKS))
+    return [*GENCAND_KINEMATICS, *extra, *GENJET_LINKS]
 
 
 def jet_constituents(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-__all__ = ["event_keys", "uniforms", "normals"]
+__all__ = ["event_keys", "uniforms", "normals", "uniforms_at", "normals_at"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -61,6 +61,20 @@ def _uniforms_kernel(keys: np.ndarray, offsets: np.ndarray, n_streams: int, doma
     return out
 
 
+@nb.njit(cache=True)
+def _uniforms_at_kernel(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: np.uint64,
+                        items: np.ndarray, streams: np.ndarray) -> np.ndarray:
+    out = np.empty(items.shape[0], dtype=np.float64)
+    mixed = _mix(domain)
+    for i in range(items.shape[0]):
+        row = items[i] + offsets[0]
+        ev = np.searchsorted(offsets, row, side="right") - 1
+        local = row - offsets[ev]
+        counter = np.uint64(local) * np.uint64(n_streams) + np.uint64(streams[i])
+        out[i] = _unit(_mix(_mix(keys[ev] ^ mixed) + counter * _GOLDEN))
+    return out
+
+
 def _check_keys_offsets(keys: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys = np.ascontiguousarray(keys, dtype=np.uint64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
@@ -96,6 +110,30 @@ def uniforms(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: int)
     if n_streams < 1:
         raise ValueError(f"expected n_streams >= 1, got {n_streams}")
     return _uniforms_kernel(keys, offsets, int(n_streams), np.uint64(domain))
+
+
+def uniforms_at(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: int, items: np.ndarray,
+                streams: np.ndarray) -> np.ndarray:
+    """``uniforms(keys, offsets, n_streams, domain)[items, streams]``, computed only there
+    (``items``, ``streams`` int arrays of one shape (m,)); float64 (m,)."""
+    keys, offsets = _check_keys_offsets(keys, offsets)
+    items = np.ascontiguousarray(items, dtype=np.int64)
+    streams = np.ascontiguousarray(streams, dtype=np.int64)
+    if items.shape != streams.shape or items.ndim != 1:
+        raise ValueError(f"expected items and streams of one shape (m,), got {items.shape} and {streams.shape}")
+    n_items = int(offsets[-1] - offsets[0])
+    if items.size and (items.min() < 0 or items.max() >= n_items or streams.min() < 0 or streams.max() >= n_streams):
+        raise ValueError(f"expected 0 <= items < {n_items} and 0 <= streams < {n_streams}")
+    return _uniforms_at_kernel(keys, offsets, int(n_streams), np.uint64(domain), items, streams)
+
+
+def normals_at(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: int, items: np.ndarray,
+               streams: np.ndarray) -> np.ndarray:
+    """``normals(keys, offsets, n_streams, domain)[items, streams]``, computed only there."""
+    streams = np.asarray(streams, dtype=np.int64)
+    u1 = uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams)
+    u2 = uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
 def normals(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: int) -> np.ndarray:

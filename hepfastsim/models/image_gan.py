@@ -30,6 +30,13 @@ Option beyond the paper (off in the shipped generator): ``noise_channels`` stand
 independent per-pixel mask cannot give (continued from a generator without them by
 :func:`widen_input`: zero weights, so training starts from exactly that generator).
 
+Beyond the paper, the tower generator (``output="towers"``, ``species_channels=3``): the gen
+image split by species (charged, photons, other neutrals) as 3 more input channels, and the
+neutral energy sampled per calorimeter tower instead of per pixel
+(:mod:`hepfastsim.models.image_towers`), as the reference detector places its neutral
+candidates. The paper's independent mask cannot reproduce that placement
+(``examples/image_gan_mask_limit.py``); this is the generator ``convert`` ships.
+
 Weights are stored as safetensors (no pickle; convolution weights in float16 to keep the
 file small, batch-norm statistics in float32) with a JSON metadata file next to them.
 """
@@ -45,6 +52,7 @@ import torch
 from torch import nn
 
 from hepfastsim.errors import ModelError
+from hepfastsim.models.image_towers import TOWER_BIAS, ImageDraws, TowerIndex
 from hepfastsim.models.weights_file import load_state, read_model, write_model
 
 __all__ = [
@@ -55,7 +63,10 @@ __all__ = [
     "condition_features",
     "sample_hard_mask",
     "widen_input",
+    "continued_state",
     "conserve_total",
+    "sample_images",
+    "image_towers",
     "LoadedImageGAN",
     "save_generator",
     "load_generator",
@@ -64,6 +75,10 @@ __all__ = [
 
 N_COND = 4
 IMAGE_SIZE = 32
+#: ``ImageGANConfig.output`` -> channels of the generator's last layer
+OUTPUT_CHANNELS = {"mask": 2, "towers": 8}
+#: ``ImageGANConfig.species_channels`` of a generator with species inputs: charged, photons, other neutrals
+SPECIES = ("charged", "photon", "neutral")
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,12 @@ class ImageGANConfig:
     """Architecture: ``base_filters`` in the first encoding layer, doubling ``depth`` times;
     ``dropout`` probability in the first two decoding layers; discriminator widths;
     ``noise_channels`` standard-normal 32 x 32 noise maps given to the generator beside the
-    gen image (0: the paper's generator, whose only noise is the mask sampling)."""
+    gen image (0: the paper's generator, whose only noise is the mask sampling);
+    ``species_channels`` 0 or 3: the gen image split by :data:`SPECIES` as more inputs,
+    multiplied by ``species_scale`` (fixed; the input batch norm's factor of the generator
+    they were added to, so that they enter at the gen image's scale); ``output``: ``"mask"``
+    (the paper's G0, G1) or ``"towers"`` (neutral energy sampled per calorimeter tower,
+    :mod:`~hepfastsim.models.image_towers`)."""
 
     base_filters: int = 16
     depth: int = 5
@@ -79,10 +99,17 @@ class ImageGANConfig:
     disc_filters: tuple[int, ...] = (16, 32, 32, 64)
     total_widths: tuple[int, ...] = (64, 64, 32, 16)
     noise_channels: int = 0
+    species_channels: int = 0
+    species_scale: float = 1.0
+    output: str = "mask"
 
     def __post_init__(self) -> None:
         if self.noise_channels < 0:
             raise ValueError(f"expected noise_channels >= 0, got {self.noise_channels}")
+        if self.species_channels not in (0, len(SPECIES)):
+            raise ValueError(f"expected species_channels 0 or {len(SPECIES)}, got {self.species_channels}")
+        if self.output not in OUTPUT_CHANNELS:
+            raise ValueError(f"expected output in {sorted(OUTPUT_CHANNELS)}, got {self.output!r}")
         if IMAGE_SIZE >> self.depth < 1:
             raise ValueError(f"expected depth <= 5 for 32 x 32 images, got {self.depth}")
         if len(self.disc_filters) != 4:
@@ -102,10 +129,12 @@ def _lrelu() -> nn.Module:
 
 
 class UNetGenerator(nn.Module):
-    """x ``(n, 1, 32, 32)``, c ``(n, 4)`` (from :func:`condition_features`) and, when
-    ``config.noise_channels`` > 0, standard-normal ``noise (n, noise_channels, 32, 32)`` ->
+    """x ``(n, 1, 32, 32)``, c ``(n, 4)`` (from :func:`condition_features`), when
+    ``config.noise_channels`` > 0 standard-normal ``noise (n, noise_channels, 32, 32)`` and,
+    when ``config.species_channels`` > 0, the gen image by species ``(n, 3, 32, 32)`` ->
     ``(G0, G1)``, each ``(n, 1, 32, 32)``: pixel intensity (>= 0) and soft mask (probability
-    in (0, 1))."""
+    in (0, 1)); for a tower generator, those of the per-pixel part (:meth:`head` gives all
+    outputs)."""
 
     def __init__(self, config: ImageGANConfig = ImageGANConfig()) -> None:
         super().__init__()
@@ -113,7 +142,7 @@ class UNetGenerator(nn.Module):
         widths = [config.base_filters * 2**i for i in range(config.depth)]
         self.input_norm = nn.BatchNorm2d(1)
         self.encoders = nn.ModuleList()
-        cin = 1 + config.noise_channels
+        cin = 1 + config.noise_channels + config.species_channels
         for w in widths:
             self.encoders.append(nn.Sequential(nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), _lrelu()))
             cin = w
@@ -121,7 +150,7 @@ class UNetGenerator(nn.Module):
         self.cond_conv = nn.Conv2d(N_COND, widths[-1], 1)
         self.decoders = nn.ModuleList()
         cin = 2 * widths[-1]  # bottleneck + conditions
-        outs = widths[-2::-1] + [2]
+        outs = widths[-2::-1] + [OUTPUT_CHANNELS[config.output]]
         for k, w in enumerate(outs):
             last = k == len(outs) - 1
             layers: list[nn.Module] = [nn.ConvTranspose2d(cin, w, 3, stride=2, padding=1, output_padding=1)]
@@ -135,17 +164,26 @@ class UNetGenerator(nn.Module):
         self.softplus = nn.Softplus(beta=20.0)
         with torch.no_grad():  # start near the data: ~2% occupied pixels of intensity ~0.035
             self.decoders[-1][0].weight.mul_(0.05)
-            self.decoders[-1][0].bias.copy_(torch.tensor([0.0, -4.0]))
+            bias = (0.0, -4.0) if config.output == "mask" else TOWER_BIAS
+            self.decoders[-1][0].bias.copy_(torch.tensor(bias))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None = None,
+                species: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.head(x, c, noise, species)
+        return self.softplus(h[:, :1]), torch.sigmoid(h[:, 1:2])
+
+    def head(self, x: torch.Tensor, c: torch.Tensor, noise: torch.Tensor | None = None,
+             species: torch.Tensor | None = None) -> torch.Tensor:
+        """The raw last-layer output ``(n, 2 or 8, 32, 32)`` (see :data:`OUTPUT_CHANNELS`)."""
         h = self.input_norm(x)
-        k = self.config.noise_channels
-        if k:
-            if noise is None or noise.shape != (x.shape[0], k, *x.shape[2:]):
-                got = None if noise is None else tuple(noise.shape)
-                raise ValueError(f"expected noise of shape {(x.shape[0], k, *x.shape[2:])}, got {got}")
-            h = torch.cat([h, noise], dim=1)
+        for name, k, extra, scale in (("noise", self.config.noise_channels, noise, 1.0),
+                                      ("species", self.config.species_channels, species, self.config.species_scale)):
+            if not k:
+                continue
+            if extra is None or extra.shape != (x.shape[0], k, *x.shape[2:]):
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(f"expected {name} of shape {(x.shape[0], k, *x.shape[2:])}, got {got}")
+            h = torch.cat([h, extra * scale if scale != 1.0 else extra], dim=1)
         skips = []
         for enc in self.encoders:
             h = enc(h)
@@ -156,7 +194,7 @@ class UNetGenerator(nn.Module):
             h = dec(h)
             if k < len(self.decoders) - 1:
                 h = torch.cat([h, skips[-2 - k]], dim=1)
-        return self.softplus(h[:, :1]), torch.sigmoid(h[:, 1:2])
+        return h
 
 
 def sample_hard_mask(soft: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -229,6 +267,42 @@ def widen_input(state: dict[str, torch.Tensor], noise_channels: int) -> dict[str
     return {**state, name: torch.cat([w, torch.zeros(w.shape[0], missing, *w.shape[2:], dtype=w.dtype)], dim=1)}
 
 
+def continued_state(generator: UNetGenerator, state: dict[str, torch.Tensor], from_config: ImageGANConfig
+                    ) -> dict[str, torch.Tensor]:
+    """``state``, of a generator with configuration ``from_config``, made to fit ``generator``
+    (which may add noise channels, species channels and the tower outputs): new input channels
+    get zero weights (ignored at first; noise before species, as :meth:`UNetGenerator.head`
+    orders them), and the tower outputs of a mask generator keep ``generator``'s own initial
+    weights beside its G0, G1, so the per-pixel part starts as the old generator."""
+    to = generator.config
+    if to.noise_channels < from_config.noise_channels or to.species_channels < from_config.species_channels:
+        raise ValueError(f"cannot continue a generator with {from_config.noise_channels} noise and "
+                         f"{from_config.species_channels} species channels with fewer ({to.noise_channels}, "
+                         f"{to.species_channels})")
+    if (from_config.output, to.output) not in (("mask", "mask"), ("mask", "towers"), ("towers", "towers")):
+        raise ValueError(f"cannot continue a {from_config.output!r} generator as a {to.output!r} one")
+    name = "encoders.0.0.weight"
+    w = state[name]
+    split = 1 + from_config.noise_channels
+
+    def zeros(k: int) -> torch.Tensor:
+        return torch.zeros(w.shape[0], k, *w.shape[2:], dtype=w.dtype)
+
+    state = {**state, name: torch.cat([w[:, :split], zeros(to.noise_channels - from_config.noise_channels),
+                                       w[:, split:], zeros(to.species_channels - from_config.species_channels)], dim=1)}
+    if from_config.output != to.output:
+        own = generator.state_dict()
+        for part in ("weight", "bias"):
+            key = f"decoders.{len(generator.decoders) - 1}.0.{part}"
+            merged = own[key].clone()
+            if merged.dim() == 1:
+                merged[:2] = state[key]
+            else:
+                merged[:, :2] = state[key]
+            state[key] = merged
+    return state
+
+
 def conserve_total(images: np.ndarray, expected: np.ndarray, spread: float) -> np.ndarray:
     """Rescale sampled reco images ``(n, 32, 32)`` so that each total intensity becomes
     ``expected + spread * (sampled - expected)``, with ``expected`` ``(n,)`` = sum of G0 * G1.
@@ -263,16 +337,59 @@ class LoadedImageGAN:
         cal = self.metadata.get("total_calibration")
         return None if cal is None else float(cal["spread"])
 
-    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: np.ndarray | None = None,
+                     species: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(G0, G1)`` as float32 arrays ``(n, 32, 32)`` for images ``x`` ``(n, 32, 32)``, raw
-        conditions ``(n, 4)`` and, for a generator with noise channels, standard-normal
-        ``noise (n, noise_channels, 32, 32)``; one torch call (callers batch)."""
+        conditions ``(n, 4)``, for a generator with noise channels standard-normal
+        ``noise (n, noise_channels, 32, 32)`` and for one with species inputs the gen image by
+        species ``(n, 3, 32, 32)``; one torch call (callers batch). For a tower generator,
+        those of the per-pixel part."""
         with torch.inference_mode():
-            z = None if noise is None else torch.from_numpy(np.ascontiguousarray(noise, np.float32))
-            g0, g1 = self.generator(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
-                                    condition_features(cond), z)
+            g0, g1 = self.generator(*self._inputs(x, cond, noise, species))
         return g0[:, 0].numpy(), g1[:, 0].numpy()
+
+    def _inputs(self, x: np.ndarray, cond: np.ndarray, noise: np.ndarray | None, species: np.ndarray | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        def tensor(a: np.ndarray | None) -> torch.Tensor | None:
+            return None if a is None else torch.from_numpy(np.ascontiguousarray(a, np.float32))
+
+        return tensor(x)[:, None], condition_features(cond), tensor(noise), tensor(species)
+
+
+def image_towers(config: ImageGANConfig, cond: np.ndarray) -> tuple[TowerIndex, ...]:
+    """The calorimeter towers of the images of raw conditions ``cond`` ``(n, 4)`` (around gen
+    eta, phi) for a tower generator (:func:`~hepfastsim.models.image_towers.batch_towers`); none
+    for a mask generator."""
+    if config.output == "mask":
+        return ()
+    from hepfastsim.models.image_towers import batch_towers
+
+    return batch_towers(np.asarray(cond[:, 1], np.float64), np.asarray(cond[:, 2], np.float64))
+
+
+def sample_images(
+    model: Any, x: np.ndarray, cond: np.ndarray, towers: tuple[TowerIndex, ...], draws: ImageDraws,
+    noise: np.ndarray | None = None, species: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sampled reco images ``(n, 32, 32)`` float32 and their expected totals ``(n,)`` float64.
+
+    ``model``: a :class:`LoadedImageGAN`; ``x`` gen images ``(n, 32, 32)``; ``cond`` raw
+    conditions ``(n, 4)`` (gen pT [GeV], eta, phi [rad], nPU); ``towers`` those of
+    :func:`image_towers`; ``draws`` the random numbers (:class:`ImageDraws`, with those
+    towers); ``noise`` and ``species`` as for :meth:`LoadedImageGAN.soft_outputs`. A mask
+    generator gives ``G0 * 1[u < G1]`` with expectation ``sum G0 G1``; a tower generator adds
+    the sampled towers (:func:`~hepfastsim.models.image_towers.sample_image`).
+    """
+    if model.config.output == "mask":
+        g0, g1 = model.soft_outputs(x, cond, noise, species)
+        u = draws.mask.numpy()
+        return np.where(u < g1, g0, 0.0).astype(np.float32), (g0 * g1).sum(axis=(1, 2), dtype=np.float64)
+    from hepfastsim.models.image_towers import expected_total, sample_image, tower_outputs
+
+    with torch.inference_mode():
+        out = tower_outputs(model.generator.head(*model._inputs(x, cond, noise, species)), towers)
+        image = sample_image(out, towers, draws)[:, 0]
+        return image.numpy(), expected_total(out, towers).double().numpy()
 
 
 FORMAT = "hepfastsim-image-gan-1"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,10 +18,12 @@ import numpy as np
 
 from hepfastsim.errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "GenEvents", "Simulator", "LearnedSimulator", "SIMULATORS", "register", "make_simulator"]
+__all__ = ["DEFAULT_MODEL", "CONSTITUENT_FIELDS", "GenEvents", "Simulator", "LearnedSimulator", "SIMULATORS", "register", "make_simulator"]
 
 #: The model ``convert``, the processors and the CLI use when none is named.
 DEFAULT_MODEL = "kinematics"
+#: The gen-constituent fields every simulator with ``needs_constituents`` gets.
+CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class GenEvents:
         per-event random keys (uint64, shape (n_events,)) from
         :func:`hepfastsim.kernels.rng.event_keys`; the only source of randomness.
     constituents:
-        optional [event][jet][constituent] records (pt, eta, phi, mass) of each gen jet.
+        optional [event][jet][constituent] records (pt, eta, phi, mass; and what else the
+        simulator's ``constituent_fields`` name) of each gen jet.
     """
 
     jets: ak.Array
@@ -58,16 +61,18 @@ class GenEvents:
         return len(self.jets)
 
     @classmethod
-    def from_branches(cls, arrays: Mapping[str, Any], keys: np.ndarray, constituents: bool = False) -> GenEvents:
+    def from_branches(cls, arrays: Mapping[str, Any], keys: np.ndarray, constituents: bool = False,
+                      constituent_fields: Sequence[str] = CONSTITUENT_FIELDS) -> GenEvents:
         """Build from NanoAOD branches (``GenJet_*``, ``Pileup_nPU``, rho) of one chunk.
 
-        With ``constituents``, also each gen jet's constituents from the PFNano
-        ``GenCands_*`` and ``GenJetCands_*`` branches (which must be in ``arrays``).
+        With ``constituents``, also each gen jet's constituents (records of
+        ``constituent_fields``) from the PFNano ``GenCands_*`` and ``GenJetCands_*`` branches
+        (which must be in ``arrays``).
         """
         from hepfastsim.io.nanoaod import event_npu, event_rho, gen_jets, jet_constituents
 
         n = len(keys)
-        cands = jet_constituents(arrays) if constituents else None
+        cands = jet_constituents(arrays, fields=tuple(constituent_fields)) if constituents else None
         return cls(jets=gen_jets(arrays), n_pu=event_npu(arrays, n), rho=event_rho(arrays, n), keys=keys,
                    constituents=cands)
 
@@ -94,6 +99,10 @@ class Simulator(abc.ABC):
     @abc.abstractmethod
     def simulate(self, events: GenEvents) -> ak.Array:
         """Reco jets for each event of ``events`` (see class docstring)."""
+
+    def constituent_fields(self) -> tuple[str, ...]:
+        """The ``GenCands`` fields ``simulate`` reads from ``GenEvents.constituents``."""
+        return CONSTITUENT_FIELDS
 
     def simulate_with_extras(self, events: GenEvents) -> tuple[ak.Array, dict[str, ak.Array]]:
         """Reco jets and, per template of ``extra_collections``, one list of records per event."""

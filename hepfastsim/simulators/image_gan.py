@@ -11,7 +11,13 @@ acceptance and the selection the model was trained on, with at least one constit
    ``u`` per pixel from :func:`hepfastsim.kernels.rng.uniforms` keyed on the event (the
    model's only noise, as in the paper; a generator trained with ``--noise-channels`` also
    gets standard-normal maps from :func:`~hepfastsim.kernels.rng.normals`, keyed the same
-   way), so the output does not depend on the chunking; a model with a total calibration
+   way), so the output does not depend on the chunking. The shipped generator is the tower
+   generator (:mod:`hepfastsim.models.image_towers`): it also reads the gen image by species
+   (``GenCands_charge``, ``GenCands_pdgId``), its ``G0 * 1[u < G1]`` is the charged part, and
+   photons and neutral hadrons are added per ECAL / HCAL tower at one random pixel of the
+   tower, with the tower's fire, placement and energy numbers keyed on the event, the jet and
+   the tower's first pixel; the paper's generator is shipped beside it
+   (:data:`PAPER_WEIGHTS`, for files without those two branches); a model with a total calibration
    (``train image-gan --calibrate-total``) then rescales each image's total intensity toward
    its expectation, ``E + spread (S - E)``
    (:func:`~hepfastsim.models.image_gan.conserve_total`), which gives the reco pT the
@@ -47,15 +53,20 @@ from typing import Any, ClassVar, Literal
 import awkward as ak
 import numpy as np
 
-from hepfastsim.kernels.rng import normals, uniforms
+from hepfastsim.kernels.rng import normals, normals_at, uniforms, uniforms_at
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
-__all__ = ["DEFAULT_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
+__all__ = ["DEFAULT_WEIGHTS", "PAPER_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "image_gan"
+#: The paper's generator (independent per-pixel mask, gen image only: no charge or pdgId needed).
+PAPER_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "image_gan_mask"
 WEIGHTS_ENV = "HEPFASTSIM_IMAGE_GAN_WEIGHTS"
 DOMAIN_MASK = 301
 DOMAIN_NOISE = 302
+DOMAIN_TOWER_FIRE = 303
+DOMAIN_TOWER_PLACE = 304
+DOMAIN_TOWER_ENERGY = 305
 _BLOCK = 256  # rows of every generator call (padded): bit-identical rows whatever the chunking
 _NOMINAL_AREA = float(np.pi * 0.4**2)
 
@@ -65,20 +76,32 @@ _OBSERVABLES = {"tau21": "tau21", "tau32": "tau32", "pTD": "ptd", "majorAxis": "
 
 
 def generate_images(
-    model: Any, images: np.ndarray, cond: np.ndarray, keys: np.ndarray, counts: np.ndarray
+    model: Any, images: np.ndarray, cond: np.ndarray, keys: np.ndarray, counts: np.ndarray,
+    species: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Reco images ``(n, 32, 32)`` float32 from gen images ``(n, 32, 32)`` and conditions ``(n, 4)``.
+    """Reco images ``(n, 32, 32)`` float32 from gen images ``(n, 32, 32)`` and conditions ``(n, 4)``
+    (and, for a generator with species inputs, the gen images by species ``(n, 3, 32, 32)``).
 
     ``keys`` (one per event) and ``counts`` (jets per event, summing to n) key the per-pixel
-    uniforms of the hard mask (and the normal noise maps of a generator with noise channels):
-    jet ``j`` of an event uses stream block ``j`` of that event.
+    uniforms of the hard mask and the normal noise maps of a generator with noise channels:
+    jet ``j`` of an event uses stream block ``j`` of that event. The fire, placement and
+    energy draws of a tower generator's towers
+    (:class:`~hepfastsim.models.image_towers.ImageDraws`) are the numbers of such per-pixel
+    streams (one per calorimeter) at each tower's first pixel, computed only there.
     Generator calls take blocks of events of at most ~``_BLOCK`` jets, padded to ``_BLOCK`` rows.
     A model with a total calibration rescales each image (:func:`~hepfastsim.models.image_gan.conserve_total`).
     """
-    from hepfastsim.models.image_gan import conserve_total
+    import torch
+
+    from hepfastsim.models.image_gan import conserve_total, image_towers, sample_images
+    from hepfastsim.models.image_towers import ImageDraws
 
     n = len(images)
     k_noise = model.config.noise_channels
+    k_species = model.config.species_channels
+    if k_species and (species is None or species.shape != (n, k_species, *images.shape[1:])):
+        raise ValueError(f"expected species images of shape {(n, k_species, *images.shape[1:])}, got "
+                         f"{None if species is None else species.shape}")
     spread = model.total_spread
     out = np.zeros((n, *images.shape[1:]), np.float32)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -95,16 +118,40 @@ def generate_images(
                 c = np.zeros((_BLOCK, cond.shape[1]), np.float32)
                 c[:, 0] = 100.0  # padding rows: any valid condition
                 x[: e - s], c[: e - s] = images[s:e], cond[s:e]
-                noise = None
-                if k_noise:
-                    noise = np.zeros((_BLOCK, k_noise, *images.shape[1:]), np.float32)
-                    noise[: e - s] = _stream_block(normals, DOMAIN_NOISE, keys, offsets, ev, stop, s, e,
-                                                   (k_noise, *images.shape[1:]))
-                g0, g1 = model.soft_outputs(x, c, noise)
-                u = _stream_block(uniforms, DOMAIN_MASK, keys, offsets, ev, stop, s, e, images.shape[1:])
-                out[s:e] = np.where(u < g1[: e - s], g0[: e - s], 0.0)
+
+                def block(draw: Any, domain: int, shape: tuple[int, ...]) -> np.ndarray:
+                    full = np.zeros((_BLOCK, *shape), np.float32)
+                    full[: e - s] = _stream_block(draw, domain, keys, offsets, ev, stop, s, e, shape)
+                    return full
+
+                noise = block(normals, DOMAIN_NOISE, (k_noise, *images.shape[1:])) if k_noise else None
+                sp = None
+                if k_species:
+                    sp = np.zeros((_BLOCK, k_species, *images.shape[1:]), np.float32)
+                    sp[: e - s] = species[s:e]
+                towers = image_towers(model.config, c)
+                n_pix = int(np.prod(images.shape[1:]))
+                local = offsets[ev:stop + 1] - offsets[ev]
+
+                def at(draw: Any, domain: int) -> tuple[torch.Tensor, ...]:
+                    """Per tower, the calorimeter's per-pixel stream at its first pixel (0.5 for padding rows)."""
+                    out_k = []
+                    for k, index in enumerate(towers):
+                        jet, first = index.jet.numpy(), index.first_pixel.numpy() % n_pix
+                        real = jet < e - s
+                        values = np.full(index.n_towers, 0.5, np.float32)
+                        values[real] = draw(keys[ev:stop], local, len(towers) * n_pix, domain,
+                                            s - offsets[ev] + jet[real], k * n_pix + first[real])
+                        out_k.append(torch.from_numpy(values))
+                    return tuple(out_k)
+
+                draws = ImageDraws(torch.from_numpy(block(uniforms, DOMAIN_MASK, images.shape[1:])),
+                                   at(uniforms_at, DOMAIN_TOWER_FIRE), at(uniforms_at, DOMAIN_TOWER_PLACE),
+                                   at(normals_at, DOMAIN_TOWER_ENERGY))
+                img, expected = sample_images(model, x, c, towers, draws, noise, sp)
+                out[s:e] = img[: e - s]
                 if spread is not None:
-                    out[s:e] = conserve_total(out[s:e], (g0[: e - s] * g1[: e - s]).sum(axis=(1, 2)), spread)
+                    out[s:e] = conserve_total(out[s:e], expected[: e - s], spread)
         ev = stop
     return out
 
@@ -173,6 +220,13 @@ class ImageGANSimulator(LearnedSimulator):
             self._model = load_generator(self.weights_path)
         return self._model
 
+    def constituent_fields(self) -> tuple[str, ...]:
+        """pt, eta, phi, mass, and for a generator with species inputs charge and pdgId."""
+        from hepfastsim.jets.species import SPECIES_FIELDS
+        from hepfastsim.simulators.base import CONSTITUENT_FIELDS
+
+        return (*CONSTITUENT_FIELDS, *SPECIES_FIELDS) if self.model.config.species_channels else CONSTITUENT_FIELDS
+
     def domain(self, pt: np.ndarray, eta: np.ndarray, n_constituents: np.ndarray) -> np.ndarray:
         """True for gen jets the image model simulates (finite, pT >= min_gen_pt, |eta| < max_abs_eta)."""
         with np.errstate(invalid="ignore"):
@@ -206,7 +260,19 @@ class ImageGANSimulator(LearnedSimulator):
         x = pixelise(cands[sel], axis, SEED000_DETECTOR).astype(np.float32)
         cond = np.stack([pt[sel], eta[sel], phi[sel], events.n_pu.astype(np.float64)[event_of_jet[sel]]],
                         axis=1).astype(np.float32)
-        img = generate_images(self.model, x, cond, events.keys, sel_counts)
+        species = None
+        if self.model.config.species_channels:
+            from hepfastsim.jets.species import SPECIES_FIELDS, gen_species_images
+
+            missing = [f for f in SPECIES_FIELDS if f not in ak.fields(cands)]
+            if missing:
+                from hepfastsim.errors import ModelError
+
+                raise ModelError(f"this image-gan model needs the gen constituents' {', '.join(missing)} "
+                                 f"(GenCands_{missing[0]}); without them, use the paper's generator: "
+                                 f"{WEIGHTS_ENV}={PAPER_WEIGHTS}")
+            species = gen_species_images(cands[sel], axis).astype(np.float32)
+        img = generate_images(self.model, x, cond, events.keys, sel_counts, species)
         obs = image_observables(img.astype(np.float64), SEED000_DETECTOR, ObservablesConfig(), jet=axis)
         raw_pt = np.asarray(ak.to_numpy(obs.pt), np.float64)
         raw_mass = np.asarray(ak.to_numpy(obs.mass), np.float64)

@@ -44,3 +44,21 @@ def test_distributions() -> None:
 def test_bad_offsets() -> None:
     with pytest.raises(ValueError, match="n_events \\+ 1"):
         uniforms(np.zeros(3, np.uint64), np.zeros(3, np.int64), 1, 0)
+
+
+def test_numbers_at_chosen_places_are_those_of_the_full_streams() -> None:
+    from hepfastsim.kernels.rng import normals_at, uniforms_at
+
+    keys = event_keys(1, 2, np.arange(5))
+    offsets = np.array([3, 5, 5, 9, 10, 12])  # a chunk starting at object 3; one event without objects
+    rng = np.random.default_rng(0)
+    items, streams = rng.integers(0, 9, 200), rng.integers(0, 40, 200)
+    assert np.array_equal(uniforms_at(keys, offsets, 40, 7, items, streams), uniforms(keys, offsets, 40, 7)[items, streams])
+    assert np.array_equal(normals_at(keys, offsets, 40, 7, items, streams), normals(keys, offsets, 40, 7)[items, streams])
+    assert uniforms_at(keys, offsets, 40, 7, items[:0], streams[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="streams"):
+        uniforms_at(keys, offsets, 40, 7, items, streams + 40)
+    with pytest.raises(ValueError, match="items"):
+        uniforms_at(keys, offsets, 40, 7, items + 9, streams)
+    with pytest.raises(ValueError, match="one shape"):
+        uniforms_at(keys, offsets, 40, 7, items, streams[:3])

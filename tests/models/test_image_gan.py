@@ -42,13 +42,7 @@ from hepfastsim.simulators.image_gan import ImageGANSimulator
 EXAMPLE = Path(__file__).parents[2] / "examples" / "qcd_small.root"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():  # noqa: ANN201
-    """Small tensors: one thread is fastest and avoids oversubscribing shared CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -164,12 +158,22 @@ class _FakeModel:
         self.config = ImageGANConfig()
         self.p = p
 
-    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: object = None) -> tuple[np.ndarray, np.ndarray]:
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: object = None, species: object = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         g0 = np.zeros_like(x)
         g1 = np.full_like(x, 1e-6)
         g0[:, 10:14, 5:15] = 1.0 / (40 * self.p)  # expected total 1
         g1[:, 10:14, 5:15] = self.p
         return g0, g1
+
+
+class _WideExpectation(_FakeModel):
+    """As :class:`_FakeModel`, with expected totals spread far wider than the reference's (0.4 to 1.6)."""
+
+    def soft_outputs(self, x: np.ndarray, cond: np.ndarray, noise: object = None, species: object = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        g0, g1 = super().soft_outputs(x, cond, noise, species)
+        return g0 * (0.4 + 1.2 * (np.arange(len(x)) % 7 / 6.0))[:, None, None], g1
 
 
 def test_fit_total_spread_gives_the_reference_resolution(pairs: ImagePairs) -> None:
@@ -187,6 +191,9 @@ def test_fit_total_spread_gives_the_reference_resolution(pairs: ImagePairs) -> N
     assert rec["half_width_expected"] < rec["half_width_reference"] < rec["half_width_sampled"]
     assert rec["half_width_calibrated"] == pytest.approx(ref_hw, rel=1e-3)
     assert rec["half_width_calibrated"] == pytest.approx(rec["half_width_reference"], rel=1e-3)
+    wide = fit_total_spread(_WideExpectation(0.5), many, seed=3)  # the expectations alone are too wide already
+    assert wide["spread"] == 0.0 and wide["half_width_expected"] > wide["half_width_reference"]
+    assert wide["half_width_calibrated"] == pytest.approx(wide["half_width_expected"])
     with pytest.raises(HepfastsimError, match="cannot reach the reference"):
         fit_total_spread(_FakeModel(1.0), many)  # no sampling spread at all: out of reach
     with pytest.raises(HepfastsimError, match="at least 1000"):
@@ -196,7 +203,7 @@ def test_fit_total_spread_gives_the_reference_resolution(pairs: ImagePairs) -> N
 def test_train_cli_calibrates_the_total_and_convert_applies_it(tmp_path: Path, example_arrays: dict,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from hepfastsim.cli.main import main
-    from hepfastsim.simulators.image_gan import DEFAULT_WEIGHTS
+    from hepfastsim.simulators.image_gan import PAPER_WEIGHTS as DEFAULT_WEIGHTS  # the paper's generator
 
     common = ["train", "image-gan", "--data", str(EXAMPLE), "--threads", "1", "--quiet"]
     code = main([*common, "--out", str(tmp_path / "x"), "--calibrate-total"])
@@ -219,7 +226,7 @@ def test_train_cli_calibrates_the_total_and_convert_applies_it(tmp_path: Path, e
         assert torch.equal(a, b)  # the same weights
     assert calibrated.total_spread == cal["spread"] and shipped.total_spread is None
     # the simulator applies it: same lit pixels, so the same substructure, another pT
-    plain = ImageGANSimulator(outside="skip", min_reco_pt=0.0).simulate(_events(example_arrays, 0, 30))
+    plain = ImageGANSimulator(weights=DEFAULT_WEIGHTS, outside="skip", min_reco_pt=0.0).simulate(_events(example_arrays, 0, 30))
     sim = ImageGANSimulator(weights=tmp_path / "c", outside="skip", min_reco_pt=0.0)
     cal_out = sim.simulate(_events(example_arrays, 0, 30))
     def by_gen_jet(jets: ak.Array, f: str) -> np.ndarray:  # the output is pT ordered, the calibration moves pT
@@ -384,18 +391,28 @@ def test_save_load_without_pickle_keeps_metadata(tmp_path: Path) -> None:
     np.testing.assert_allclose(g1, ref[1][:, 0].numpy(), atol=2e-3)  # float16 storage of the convolutions
 
 
-def test_shipped_weights_have_metadata() -> None:
-    from hepfastsim.simulators.image_gan import DEFAULT_WEIGHTS
+@pytest.mark.parametrize("which", ["DEFAULT_WEIGHTS", "PAPER_WEIGHTS"])
+def test_shipped_weights_have_metadata(which: str) -> None:
+    import hepfastsim.simulators.image_gan as sim_module
 
-    meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    base = getattr(sim_module, which)
+    meta = json.loads(base.with_suffix(".json").read_text())
     assert meta["retrain_command"].startswith("hepfastsim train image-gan")
     assert meta["training_data"]["files"] and "validation" in meta
-    assert DEFAULT_WEIGHTS.with_suffix(".safetensors").stat().st_size < 3_000_000
+    assert base.with_suffix(".safetensors").stat().st_size < 3_000_000
+    # the default is the tower generator, continued from the paper's one (whose chain it carries)
+    loaded = load_generator(base)
+    assert loaded.config.output == ("towers" if which == "DEFAULT_WEIGHTS" else "mask")
+    if which == "DEFAULT_WEIGHTS":
+        paper = json.loads(sim_module.PAPER_WEIGHTS.with_suffix(".json").read_text())
+        assert meta["retrain_commands"][:len(paper["retrain_commands"])] == paper["retrain_commands"]
 
 
 def _events(arrays: dict, start: int, stop: int) -> GenEvents:
+    """With the constituents' charge and pdgId, which the shipped (tower) generator reads."""
     sub = {k: v[start:stop] for k, v in arrays.items()}
-    return GenEvents.from_branches(sub, event_keys(7, 11, np.arange(start, stop)), constituents=True)
+    return GenEvents.from_branches(sub, event_keys(7, 11, np.arange(start, stop)), constituents=True,
+                                   constituent_fields=("pt", "eta", "phi", "mass", "charge", "pdgId"))
 
 
 def test_output_does_not_depend_on_chunking(example_arrays: dict) -> None:
@@ -412,6 +429,7 @@ def test_output_does_not_depend_on_chunking(example_arrays: dict) -> None:
 def test_observables_match_an_independent_recomputation(example_arrays: dict) -> None:
     """Rings, raw pT and pTD of the output recomputed with numpy from the generated images."""
     from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
+    from hepfastsim.jets.species import gen_species_images
     from hepfastsim.simulators.image_gan import generate_images
 
     sim = ImageGANSimulator(outside="skip", min_reco_pt=0.0)
@@ -428,7 +446,10 @@ def test_observables_match_an_independent_recomputation(example_arrays: dict) ->
     sel = np.flatnonzero(inside)
     x = pixelise(cands[sel], ak.zip({"pt": pt[sel], "eta": eta[sel], "phi": phi[sel]}), SEED000_DETECTOR)
     cond = np.stack([pt[sel], eta[sel], phi[sel], ev.n_pu[event[sel]]], axis=1).astype(np.float32)
-    img = generate_images(sim.model, x.astype(np.float32), cond, ev.keys, np.bincount(event[sel], minlength=len(counts)))
+    axis = ak.zip({"pt": pt[sel], "eta": eta[sel], "phi": phi[sel]})
+    species = gen_species_images(cands[sel], axis).astype(np.float32) if sim.model.config.species_channels else None
+    img = generate_images(sim.model, x.astype(np.float32), cond, ev.keys, np.bincount(event[sel], minlength=len(counts)),
+                          species)
     centres = (np.arange(32) + 0.5) * 0.3 / 32 - 0.15
     deta, dphi = np.meshgrid(centres, centres, indexing="ij")
     dr = np.hypot(deta, dphi)

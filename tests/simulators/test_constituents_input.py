@@ -76,3 +76,48 @@ def test_processor_hands_constituents_to_the_model(tmp_path: Path) -> None:
     convert(tmp_path / "in.root", tmp_path / "out.root", simulator=ConstituentSum())
     ref = uproot.open(tmp_path / "out.root")["Events"]["FastJet_pt"].array()
     assert ak.all(reco.pt == ref)
+
+
+class ChargedSum(ConstituentSum):
+    """Reco jet pT = scalar sum of the charged constituents' pT (a model that needs their charge and pdgId)."""
+
+    def constituent_fields(self) -> tuple[str, ...]:
+        return ("pt", "eta", "phi", "mass", "charge", "pdgId")
+
+    def simulate(self, events: GenEvents) -> ak.Array:
+        c = events.constituents
+        assert set(ak.fields(c)) == set(self.constituent_fields())
+        charged = ak.sum(ak.where(c.charge != 0, c.pt, 0.0), axis=2)
+        idx = ak.local_index(events.jets.pt, axis=1)
+        return ak.zip({"pt": ak.values_astype(charged, np.float32), "mass": ak.values_astype(0.0 * charged, np.float32),
+                       "genJetIdx": ak.values_astype(idx, np.int32)})
+
+
+def test_extra_constituent_fields_reach_the_model_from_convert_and_the_processor(tmp_path: Path) -> None:
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    from processors.fastsim import FastSimProcessor
+
+    shutil.copy(EXAMPLE, tmp_path / "in.root")
+    path = str(tmp_path / "in.root")
+    n = uproot.open(path)["Events"].num_entries
+    convert(path, tmp_path / "out.root", ConvertConfig(chunk_size=37), simulator=ChargedSum())
+    written = uproot.open(tmp_path / "out.root")["Events"]["FastJet_pt"].array()
+    events = NanoEventsFactory.from_root({path: "Events"}, schemaclass=NanoAODSchema, mode="eager",
+                                         metadata={"entrystart": 0, "entrystop": n,
+                                                   "fileuuid": str(uproot.open(path).file.uuid)}).events()
+    proc = FastSimProcessor()
+    proc._simulator = ChargedSum()
+    assert ak.all(proc.simulate(events).pt == written)
+    total = uproot.open(tmp_path / "out.root")["Events"]["GenJet_pt"].array()
+    assert 0.3 < ak.sum(written) / ak.sum(total) < 0.9  # charged particles carry about 2/3 of the jet pT
+    # a file without GenCands_pdgId: named before anything is written
+    arrays = uproot.open(EXAMPLE)["Events"].arrays(filter_name=["GenJet_*", "GenCands_*", "GenJetCands_*"])
+    src = tmp_path / "no_pdgid.root"
+    with AtomicRootWriter(src) as out:
+        fields = [f for f in arrays.fields if f != "GenCands_pdgId"]
+        counters = {f: "n" + f.split("_")[0] for f in fields}
+        out.extend("Events", {f: arrays[f] for f in fields}, counters=counters)
+    with pytest.raises(BranchNotFoundError, match="GenCands_pdgId"):
+        convert(src, tmp_path / "out2.root", simulator=ChargedSum())
+    assert not (tmp_path / "out2.root").exists()
