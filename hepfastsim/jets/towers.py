@@ -49,12 +49,15 @@ def tower_labels(
     width = 2.0 * np.pi / n_phi_cells[ring]  # (n, n_eta)
     phi = np.mod(axis_phi[:, None] + pixel_centres(config.n_phi, config.half_phi)[None, :] + np.pi, 2.0 * np.pi)
     cell = np.floor(phi[:, None, :] / width[:, :, None]).astype(np.int64)  # (n, n_eta, n_phi)
-    key = (ring[:, :, None] * (int(n_phi_cells.max()) + 1) + cell).reshape(n, config.n_eta * config.n_phi)
-    # number towers per jet in order of first pixel: unique over (jet, key), then rank per jet
-    order_key = np.arange(n, dtype=np.int64)[:, None] * (int(key.max(initial=0)) + 1) + key
-    _, first, inverse = np.unique(order_key.ravel(), return_index=True, return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    global_label = rank[inverse].reshape(key.shape)
-    labels = global_label - global_label.min(axis=1, keepdims=True)
-    return labels.reshape(n, config.n_eta, config.n_phi), labels.max(axis=1) + 1
+    # A tower is a run of equal phi cells along a row, repeated over the contiguous rows of one eta
+    # ring (eta grows with the row, phi with the column, and the window is far narrower than 2 pi):
+    # numbering runs within a row and offsetting each ring's rows by the towers of the rings before
+    # gives the towers in the order of their first pixel without sorting.
+    run = np.zeros(cell.shape, np.int64)
+    np.cumsum(cell[:, :, 1:] != cell[:, :, :-1], axis=2, out=run[:, :, 1:])
+    per_row = run[:, :, -1] + 1  # (n, n_eta): towers of the row's ring
+    starts_ring = np.ones(ring.shape, bool)
+    starts_ring[:, 1:] = ring[:, 1:] != ring[:, :-1]
+    through = np.cumsum(np.where(starts_ring, per_row, 0), axis=1)  # towers up to and including the row's ring
+    labels = (through - per_row)[:, :, None] + run
+    return labels, through[:, -1].copy()

@@ -47,7 +47,8 @@ CALORIMETERS = ("ecal", "hcal")
 #: width 0.5 (medians of the reference on QCD part 20).
 TOWER_BIAS = (0.0, -4.0, -0.113, -3.6, -0.7, -0.195, -2.3, -0.7)
 _SOFTPLUS_BETA = 20.0
-N_PIXELS = 32 * 32
+N_SIDE = 32
+N_PIXELS = N_SIDE * N_SIDE
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,14 @@ class TowerIndex:
     ``pixel_tower`` ``(n * 1024,)`` int64: the batch-wide tower of every pixel (jet-major,
     then ``i_eta * 32 + i_phi``); ``n_towers``: towers in the batch; ``first_pixel``
     ``(n_towers,)``: the flat index of each tower's first pixel; ``size`` ``(n_towers,)``
-    float32: its number of pixels; ``members`` ``(n * 1024,)``: the flat pixel indices
-    grouped by tower (in tower order, each tower's in raster order), tower ``t``'s from
-    ``start[t]``."""
+    float32: its number of pixels; ``width`` ``(n_towers,)`` int64: its number of columns
+    (a tower covers a rectangle of pixels: a run of columns over the rows of one eta ring)."""
 
     pixel_tower: torch.Tensor
     n_towers: int
     first_pixel: torch.Tensor
     size: torch.Tensor
-    members: torch.Tensor
-    start: torch.Tensor
+    width: torch.Tensor
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, n_towers: np.ndarray) -> TowerIndex:
@@ -75,16 +74,19 @@ class TowerIndex:
         shift = np.concatenate([[0], np.cumsum(n_towers)[:-1]]).astype(np.int64)
         flat = (labels.reshape(n, -1) + shift[:, None]).ravel()
         total = int(np.sum(n_towers))
+        # towers are numbered in the order of their first pixel: the running maximum of the labels
+        # steps up exactly there
+        running = np.maximum.accumulate(flat)
+        first = np.flatnonzero(np.diff(running, prepend=-1) > 0)
         count = np.bincount(flat, minlength=total)
-        members = np.argsort(flat, kind="stable")
-        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-        first = members[start]
-        return cls(torch.from_numpy(flat), total, torch.from_numpy(first),
-                   torch.from_numpy(count.astype(np.float32)), torch.from_numpy(members), torch.from_numpy(start))
+        row = np.arange(len(flat)) // labels.shape[-1]
+        width = np.bincount(flat, weights=row == row[first][flat], minlength=total).astype(np.int64)
+        return cls(torch.from_numpy(flat), total, torch.from_numpy(first), torch.from_numpy(count.astype(np.float32)),
+                   torch.from_numpy(width))
 
     def to(self, device: torch.device | str) -> TowerIndex:
         return TowerIndex(self.pixel_tower.to(device), self.n_towers, self.first_pixel.to(device), self.size.to(device),
-                          self.members.to(device), self.start.to(device))
+                          self.width.to(device))
 
     @property
     def jet(self) -> torch.Tensor:
@@ -182,8 +184,10 @@ def sample_image(out: TowerOutputs, towers: tuple[TowerIndex, ...], draws: Image
             fired = fired + p - p.detach()
         sigma = out.width[k]
         energy = out.energy[k] * torch.exp(sigma * draws.energy[k] - sigma**2 / 2) * fired
+        # the tower's pixels in raster order: nth is at row nth // width, column nth % width of its rectangle
         nth = torch.minimum((draws.place[k] * index.size).long(), index.size.long() - 1)
-        image = image.index_add(0, index.members[index.start + nth], energy)
+        chosen = index.first_pixel + torch.div(nth, index.width, rounding_mode="floor") * N_SIDE + nth % index.width
+        image = image.index_add(0, chosen, energy)
     return image.reshape(out.g0.shape)
 
 

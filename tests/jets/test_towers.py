@@ -67,3 +67,22 @@ def test_bad_input_is_refused() -> None:
         tower_labels(np.zeros(3), np.zeros(2), hcal_geometry())
     with pytest.raises(ValueError, match="one more eta edge"):
         tower_labels(np.zeros(1), np.zeros(1), ((0.0, 1.0), (72, 72)))
+
+
+@pytest.mark.parametrize("geometry", [ecal_geometry(), hcal_geometry()])
+def test_labels_match_a_sorting_reference_on_random_axes(geometry) -> None:  # noqa: ANN001
+    """Towers numbered by np.unique over (ring, phi cell) keys per jet, ranked by first pixel."""
+    rng = np.random.default_rng(5)
+    eta = np.concatenate([rng.uniform(-2.6, 2.6, 300), [1.479, -1.479, 1.566, 1.653, 1.74, -1.74, 3.0, 4.9, -4.95]])
+    phi = rng.uniform(-np.pi, np.pi, len(eta))
+    phi[:4] = [np.pi - 0.01, -np.pi + 0.02, 3.14, -3.1]  # windows across +-pi
+    labels, n_towers = tower_labels(eta, phi, geometry)
+    edges, cells = np.asarray(geometry[0]), np.asarray(geometry[1])
+    centres = (np.arange(32) + 0.5) * 0.3 / 32 - 0.15
+    for k in range(len(eta)):
+        ring = np.clip(np.searchsorted(edges, eta[k] + centres, side="right") - 1, 0, len(cells) - 1)
+        cell = np.floor(np.mod(phi[k] + centres[None, :] + np.pi, 2 * np.pi) / (2 * np.pi / cells[ring])[:, None])
+        key = (ring[:, None] * 10_000 + cell).ravel()
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first))
+        assert np.array_equal(labels[k].ravel(), rank[inverse]) and n_towers[k] == len(first)

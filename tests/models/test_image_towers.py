@@ -77,6 +77,8 @@ def test_tower_index_pools_per_tower_and_knows_each_towers_first_pixel() -> None
         for t in range(index.n_towers):  # the first pixel is the lowest of its tower, all in one jet
             where = np.flatnonzero(tower == t)
             assert where[0] == index.first_pixel[t] and len(np.unique(where // 1024)) == 1
+            rows, cols = np.unique(where // 32), np.unique(where % 32)  # a rectangle, width columns wide
+            assert len(where) == len(rows) * len(cols) and len(cols) == index.width[t]
         assert index.size.sum() == 3 * 1024
         np.testing.assert_allclose(index.pool(torch.ones(3 * 1024)).numpy(), index.size.numpy())
     assert 3 * 9 <= hcal.n_towers <= 3 * 25 and ecal.n_towers > 3 * 250  # ~9 x 9 and ~2 x 2 pixels per tower
