@@ -43,7 +43,6 @@ def tower_labels(
                          f"and {axis_phi.shape}")
     if len(edges) != len(n_phi_cells) + 1:
         raise ValueError(f"expected one more eta edge than phi-cell counts, got {len(edges)} and {len(n_phi_cells)}")
-    n = len(axis_eta)
     eta = axis_eta[:, None] + pixel_centres(config.n_eta, config.half_eta)[None, :]
     ring = np.clip(np.searchsorted(edges, eta, side="right") - 1, 0, len(n_phi_cells) - 1)  # (n, n_eta)
     width = 2.0 * np.pi / n_phi_cells[ring]  # (n, n_eta)
