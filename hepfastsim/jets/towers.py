@@ -14,6 +14,7 @@ import numpy as np
 
 from hepfastsim.jets.images import SEED000_DETECTOR, ImageConfig
 from hepfastsim.kernels.pixelise import pixel_centres
+from hepfastsim.kernels.towers import tower_grid
 
 __all__ = ["tower_labels"]
 
@@ -43,20 +44,5 @@ def tower_labels(
                          f"and {axis_phi.shape}")
     if len(edges) != len(n_phi_cells) + 1:
         raise ValueError(f"expected one more eta edge than phi-cell counts, got {len(edges)} and {len(n_phi_cells)}")
-    eta = axis_eta[:, None] + pixel_centres(config.n_eta, config.half_eta)[None, :]
-    ring = np.clip(np.searchsorted(edges, eta, side="right") - 1, 0, len(n_phi_cells) - 1)  # (n, n_eta)
-    width = 2.0 * np.pi / n_phi_cells[ring]  # (n, n_eta)
-    phi = np.mod(axis_phi[:, None] + pixel_centres(config.n_phi, config.half_phi)[None, :] + np.pi, 2.0 * np.pi)
-    cell = np.floor(phi[:, None, :] / width[:, :, None]).astype(np.int64)  # (n, n_eta, n_phi)
-    # A tower is a run of equal phi cells along a row, repeated over the contiguous rows of one eta
-    # ring (eta grows with the row, phi with the column, and the window is far narrower than 2 pi):
-    # numbering runs within a row and offsetting each ring's rows by the towers of the rings before
-    # gives the towers in the order of their first pixel without sorting.
-    run = np.zeros(cell.shape, np.int64)
-    np.cumsum(cell[:, :, 1:] != cell[:, :, :-1], axis=2, out=run[:, :, 1:])
-    per_row = run[:, :, -1] + 1  # (n, n_eta): towers of the row's ring
-    starts_ring = np.ones(ring.shape, bool)
-    starts_ring[:, 1:] = ring[:, 1:] != ring[:, :-1]
-    through = np.cumsum(np.where(starts_ring, per_row, 0), axis=1)  # towers up to and including the row's ring
-    labels = (through - per_row)[:, :, None] + run
-    return labels, through[:, -1].copy()
+    return tower_grid(axis_eta, axis_phi, edges, n_phi_cells, pixel_centres(config.n_eta, config.half_eta),
+                      pixel_centres(config.n_phi, config.half_phi))

@@ -70,18 +70,11 @@ class TowerIndex:
     @classmethod
     def from_labels(cls, labels: np.ndarray, n_towers: np.ndarray) -> TowerIndex:
         """From :func:`~hepfastsim.jets.towers.tower_labels`' per-jet ``labels`` ``(n, 32, 32)``."""
-        n = len(labels)
-        shift = np.concatenate([[0], np.cumsum(n_towers)[:-1]]).astype(np.int64)
-        flat = (labels.reshape(n, -1) + shift[:, None]).ravel()
-        total = int(np.sum(n_towers))
-        # towers are numbered in the order of their first pixel: the running maximum of the labels
-        # steps up exactly there
-        running = np.maximum.accumulate(flat)
-        first = np.flatnonzero(np.diff(running, prepend=-1) > 0)
-        count = np.bincount(flat, minlength=total)
-        row = np.arange(len(flat)) // labels.shape[-1]
-        width = np.bincount(flat, weights=row == row[first][flat], minlength=total).astype(np.int64)
-        return cls(torch.from_numpy(flat), total, torch.from_numpy(first), torch.from_numpy(count.astype(np.float32)),
+        from hepfastsim.kernels.towers import tower_summary
+
+        flat, first, size, width = tower_summary(np.ascontiguousarray(labels, np.int64),
+                                                 np.ascontiguousarray(n_towers, np.int64))
+        return cls(torch.from_numpy(flat), len(first), torch.from_numpy(first), torch.from_numpy(size),
                    torch.from_numpy(width))
 
     def to(self, device: torch.device | str) -> TowerIndex:
