@@ -66,18 +66,11 @@ def main() -> int:
     from hepfastsim.jets.images import SEED000_DETECTOR, pixelise
     from hepfastsim.jets.observables import ObservablesConfig, image_observables
     from hepfastsim.jets.species import gen_species_images
-    from hepfastsim.kernels.rng import event_keys, normals_at, uniforms, uniforms_at
+    from hepfastsim.kernels.rng import event_keys, uniforms
     from hepfastsim.models.image_gan import condition_features
     from hepfastsim.models.image_towers import batch_towers
     from hepfastsim.simulators.base import GenEvents
-    from hepfastsim.simulators.image_gan import (
-        DOMAIN_MASK,
-        DOMAIN_TOWER_ENERGY,
-        DOMAIN_TOWER_FIRE,
-        DOMAIN_TOWER_PLACE,
-        ImageGANSimulator,
-        generate_images,
-    )
+    from hepfastsim.simulators.image_gan import DOMAIN_MASK, ImageGANSimulator, generate_images, keyed_tower_draws
 
     with uproot.open(args.input) as f:
         t = f["Events"]
@@ -150,18 +143,14 @@ def main() -> int:
                                                                 jet=axis),
     }
     if towers:
-        def tower_draws() -> None:  # as generate_images takes them: per tower, at its first pixel
+        def tower_draws() -> None:  # as generate_images takes them, per block of 256 jets
             for s in range(0, n_jets, 256):
                 e = min(s + 256, n_jets)
                 ev0 = int(np.searchsorted(sel_offsets, s, side="right")) - 1
                 ev1 = int(np.searchsorted(sel_offsets, e, side="left"))
-                local = sel_offsets[ev0:ev1 + 1] - sel_offsets[ev0]
-                for k, index in enumerate(batch_towers(cond[s:e, 1].astype(np.float64), cond[s:e, 2].astype(np.float64))):
-                    items = s - sel_offsets[ev0] + index.jet.numpy()
-                    streams = k * 1024 + index.first_pixel.numpy() % 1024
-                    for draw, domain in ((uniforms_at, DOMAIN_TOWER_FIRE), (uniforms_at, DOMAIN_TOWER_PLACE),
-                                         (normals_at, DOMAIN_TOWER_ENERGY)):
-                        draw(events.keys[ev0:ev1], local, 2 * 1024, domain, items, streams)
+                towers = batch_towers(cond[s:e, 1].astype(np.float64), cond[s:e, 2].astype(np.float64))
+                keyed_tower_draws(towers, events.keys[ev0:ev1], sel_offsets[ev0:ev1 + 1] - sel_offsets[ev0],
+                                  s - sel_offsets[ev0], e - s)
 
         stages.update({
             "gen images by species": lambda: gen_species_images(sel_cands, axis),

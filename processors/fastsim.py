@@ -19,18 +19,18 @@ import numpy as np
 from coffea import processor
 
 from hepfastsim.io.nanoaod import (
-    GENCAND_KINEMATICS,
+    CONSTITUENT_FIELDS,
     GENJET_FLAVOUR,
-    GENJET_LINKS,
     GENPART_ORIGIN,
     PILEUP_BRANCH,
     RHO_BRANCHES,
+    constituent_branch_names,
     file_key,
 )
 from hepfastsim.io.schema import DEFAULT_COLLECTION, collection_branches, counter_name, extra_collection_name
 from hepfastsim.io.writer import AtomicRootWriter
 from hepfastsim.kernels.rng import event_keys
-from hepfastsim.simulators.base import CONSTITUENT_FIELDS, DEFAULT_MODEL, GenEvents, Simulator, make_simulator
+from hepfastsim.simulators.base import DEFAULT_MODEL, GenEvents, Simulator, make_simulator
 
 __all__ = ["FastSimProcessor", "nanoevents_branches", "collect_jets"]
 
@@ -74,8 +74,7 @@ def nanoevents_branches(events: Any, constituents: bool = False,
     if all(v is not None for v in origin.values()):
         out.update(origin)
     if constituents:
-        extra = tuple(f"GenCands_{f}" for f in constituent_fields if f"GenCands_{f}" not in GENCAND_KINEMATICS)
-        for branch in (*GENCAND_KINEMATICS, *extra, *GENJET_LINKS):
+        for branch in constituent_branch_names(constituent_fields):
             value = _field(events, branch)
             if value is None:
                 raise KeyError(f"the model needs gen constituents, but the events have no {branch!r}")

@@ -27,6 +27,8 @@ __all__ = [
     "RHO_BRANCHES",
     "GENJET_KINEMATICS",
     "GENCAND_KINEMATICS",
+    "CONSTITUENT_FIELDS",
+    "constituent_branch_names",
     "GENJET_LINKS",
     "constituent_branches",
     "InputTree",
@@ -56,6 +58,8 @@ GENPART_ORIGIN: tuple[str, ...] = (
 PILEUP_BRANCH = "Pileup_nPU"
 # PFNano gen constituents: candidate kinematics and the (jet, candidate) links of each GenJet
 GENCAND_KINEMATICS: tuple[str, ...] = ("GenCands_pt", "GenCands_eta", "GenCands_phi", "GenCands_mass")
+#: The constituent fields read by default (those of GENCAND_KINEMATICS).
+CONSTITUENT_FIELDS: tuple[str, ...] = ("pt", "eta", "phi", "mass")
 GENJET_LINKS: tuple[str, ...] = ("GenJetCands_jetIdx", "GenJetCands_pFCandsIdx")
 
 ChunkSize = int | str
@@ -315,12 +319,18 @@ def gen_branches(source: InputTree) -> list[str]:
     return [*GENJET_KINEMATICS, *optional, *([rho] if rho else []), *origin]
 
 
-def constituent_branches(source: InputTree, fields: Sequence[str] = ("pt", "eta", "phi", "mass")) -> list[str]:
-    """The PFNano branches that give each GenJet its constituents with ``fields`` (``GenCands_<field>``);
-    raises naming a missing one."""
-    extra = tuple(f"GenCands_{f}" for f in fields if f"GenCands_{f}" not in GENCAND_KINEMATICS)
-    source.require((*GENCAND_KINEMATICS, *extra, *GENJET_LINKS))
+def constituent_branch_names(fields: Sequence[str] = CONSTITUENT_FIELDS) -> list[str]:
+    """The PFNano branches that give each GenJet its constituents with ``fields``: the
+    kinematics, ``GenCands_<field>`` of the other fields, and the links."""
+    extra = [f"GenCands_{f}" for f in fields if f"GenCands_{f}" not in GENCAND_KINEMATICS]
     return [*GENCAND_KINEMATICS, *extra, *GENJET_LINKS]
+
+
+def constituent_branches(source: InputTree, fields: Sequence[str] = CONSTITUENT_FIELDS) -> list[str]:
+    """:func:`constituent_branch_names` of ``fields``; raises naming a missing one."""
+    names = constituent_branch_names(fields)
+    source.require(names)
+    return names
 
 
 def jet_constituents(
@@ -328,7 +338,7 @@ def jet_constituents(
     candidates: str = "GenCands",
     links: str = "GenJetCands",
     jets: str = "GenJet",
-    fields: Sequence[str] = ("pt", "eta", "phi", "mass"),
+    fields: Sequence[str] = CONSTITUENT_FIELDS,
 ) -> ak.Array:
     """Constituents of each jet from PFNano links, shape [event][jet][constituent].
 

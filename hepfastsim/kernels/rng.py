@@ -131,13 +131,16 @@ def normals_at(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: in
                streams: np.ndarray) -> np.ndarray:
     """``normals(keys, offsets, n_streams, domain)[items, streams]``, computed only there."""
     streams = np.asarray(streams, dtype=np.int64)
-    u1 = uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams)
-    u2 = uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    return _box_muller(uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams),
+                       uniforms_at(keys, offsets, 2 * n_streams, domain, items, 2 * streams + 1))
 
 
 def normals(keys: np.ndarray, offsets: np.ndarray, n_streams: int, domain: int) -> np.ndarray:
     """Standard normal numbers, shape (n_items, n_streams), by Box-Muller on :func:`uniforms`."""
     u = uniforms(keys, offsets, 2 * n_streams, domain)
-    radius = np.sqrt(-2.0 * np.log(u[:, 0::2]))
-    return radius * np.cos(2.0 * np.pi * u[:, 1::2])
+    return _box_muller(u[:, 0::2], u[:, 1::2])
+
+
+def _box_muller(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
+    """Standard normals from pairs of uniforms in (0, 1)."""
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)

@@ -32,12 +32,14 @@ def tower_grid(axis_eta: np.ndarray, axis_phi: np.ndarray, edges: np.ndarray, n_
     labels = np.empty((n, n_eta, n_phi), np.int64)
     n_towers = np.empty(n, np.int64)
     for j in prange(n):
-        done = 0  # towers of the rings before (and including, once counted) this row's
-        base = 0
+        base = 0  # towers of the rings before this row's
+        done = 0  # towers of the rings up to and including this row's
         prev_ring = -1
         for i in range(n_eta):
             ring = np.searchsorted(edges, axis_eta[j] + centres_eta[i], side="right") - 1
             ring = min(max(ring, 0), n_rings - 1)
+            if ring != prev_ring:
+                base = done
             width = _TWO_PI / n_phi_cells[ring]
             run = 0
             prev_cell = -1
@@ -47,14 +49,9 @@ def tower_grid(axis_eta: np.ndarray, axis_phi: np.ndarray, edges: np.ndarray, n_
                 if k > 0 and cell != prev_cell:
                     run += 1
                 prev_cell = cell
-                if ring != prev_ring:
-                    labels[j, i, k] = done + run
-                else:
-                    labels[j, i, k] = base + run
-            if ring != prev_ring:
-                base = done
-                done += run + 1
-                prev_ring = ring
+                labels[j, i, k] = base + run
+            done = base + run + 1
+            prev_ring = ring
         n_towers[j] = done
     return labels, n_towers
 

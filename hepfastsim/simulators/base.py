@@ -17,13 +17,12 @@ import awkward as ak
 import numpy as np
 
 from hepfastsim.errors import ModelError
+from hepfastsim.io.nanoaod import CONSTITUENT_FIELDS  # the fields every simulator with needs_constituents gets
 
 __all__ = ["DEFAULT_MODEL", "CONSTITUENT_FIELDS", "GenEvents", "Simulator", "LearnedSimulator", "SIMULATORS", "register", "make_simulator"]
 
 #: The model ``convert``, the processors and the CLI use when none is named.
 DEFAULT_MODEL = "kinematics"
-#: The gen-constituent fields every simulator with ``needs_constituents`` gets.
-CONSTITUENT_FIELDS = ("pt", "eta", "phi", "mass")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ import numpy as np
 from hepfastsim.kernels.rng import normals, normals_at, uniforms, uniforms_at
 from hepfastsim.simulators.base import GenEvents, LearnedSimulator, register
 
-__all__ = ["DEFAULT_WEIGHTS", "PAPER_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images"]
+__all__ = ["DEFAULT_WEIGHTS", "PAPER_WEIGHTS", "WEIGHTS_ENV", "ImageGANSimulator", "generate_images", "keyed_tower_draws"]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "data" / "image_gan"
 #: The paper's generator (independent per-pixel mask, gen image only: no charge or pdgId needed).
@@ -130,30 +130,42 @@ def generate_images(
                     sp = np.zeros((_BLOCK, k_species, *images.shape[1:]), np.float32)
                     sp[: e - s] = species[s:e]
                 towers = image_towers(model.config, c)
-                n_pix = int(np.prod(images.shape[1:]))
-                local = offsets[ev:stop + 1] - offsets[ev]
-
-                def at(draw: Any, domain: int) -> tuple[torch.Tensor, ...]:
-                    """Per tower, the calorimeter's per-pixel stream at its first pixel (0.5 for padding rows)."""
-                    out_k = []
-                    for k, index in enumerate(towers):
-                        jet, first = index.jet.numpy(), index.first_pixel.numpy() % n_pix
-                        real = jet < e - s
-                        values = np.full(index.n_towers, 0.5, np.float32)
-                        values[real] = draw(keys[ev:stop], local, len(towers) * n_pix, domain,
-                                            s - offsets[ev] + jet[real], k * n_pix + first[real])
-                        out_k.append(torch.from_numpy(values))
-                    return tuple(out_k)
-
                 draws = ImageDraws(torch.from_numpy(block(uniforms, DOMAIN_MASK, images.shape[1:])),
-                                   at(uniforms_at, DOMAIN_TOWER_FIRE), at(uniforms_at, DOMAIN_TOWER_PLACE),
-                                   at(normals_at, DOMAIN_TOWER_ENERGY))
+                                   *keyed_tower_draws(towers, keys[ev:stop], offsets[ev:stop + 1] - offsets[ev],
+                                                      s - offsets[ev], e - s))
                 img, expected = sample_images(model, x, c, towers, draws, noise, sp)
                 out[s:e] = img[: e - s]
                 if spread is not None:
                     out[s:e] = conserve_total(out[s:e], expected[: e - s], spread)
         ev = stop
     return out
+
+
+def keyed_tower_draws(
+    towers: tuple[Any, ...], keys: np.ndarray, offsets: np.ndarray, first_item: int, n_real: int,
+) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+    """The ``fire``, ``place`` and ``energy`` draws of :class:`~hepfastsim.models.image_towers.ImageDraws`
+    for the towers of a block of images: per calorimeter ``k`` and tower, the per-pixel stream
+    ``k * 1024 + first pixel`` of its jet. ``keys`` and ``offsets`` (starting at 0): the events
+    holding the block's jets; the block's row ``r`` is their jet ``first_item + r``; rows from
+    ``n_real`` on are padding (0.5)."""
+    import torch
+
+    from hepfastsim.models.image_towers import N_PIXELS
+
+    def at(draw: Any, domain: int) -> tuple[torch.Tensor, ...]:
+        out = []
+        for k, index in enumerate(towers):
+            jet = index.jet.numpy()
+            first = index.first_pixel.numpy() % N_PIXELS
+            real = jet < n_real
+            values = np.full(index.n_towers, 0.5, np.float32)
+            values[real] = draw(keys, offsets, len(towers) * N_PIXELS, domain, first_item + jet[real],
+                                k * N_PIXELS + first[real])
+            out.append(torch.from_numpy(values))
+        return tuple(out)
+
+    return at(uniforms_at, DOMAIN_TOWER_FIRE), at(uniforms_at, DOMAIN_TOWER_PLACE), at(normals_at, DOMAIN_TOWER_ENERGY)
 
 
 def _stream_block(
